@@ -1,0 +1,58 @@
+# Entry points: `make lab` deploys Dyssect on the local podman lab, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help host-deps venv lab lab-down test lint test-python test-native test-molecule bench demo clean
+
+help:
+	@echo "make lab      set up this machine, bring up the podman lab and deploy Dyssect on it"
+	@echo "make test     lint, pytest, native tests and every molecule scenario"
+	@echo "make bench    planner benchmark (dyssect-ctrl bench)"
+	@echo "make lab-down remove the lab hosts"
+
+# apt packages and host fixes; idempotent, quick when everything is present.
+host-deps:
+	bash scripts/host-deps.sh
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,gurobi,bess,experiments]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+lab: host-deps venv
+	bash scripts/lab.sh
+
+lab-down: venv
+	$(BIN)/ansible-playbook playbooks/lab_down.yml
+
+lint: venv
+	$(BIN)/ruff check dyssect_ctrl tests scripts
+	$(BIN)/ruff format --check dyssect_ctrl tests scripts
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/python scripts/check_argument_specs.py
+
+test-python: venv
+	$(BIN)/pytest -q -rs
+
+test-native:
+	$(MAKE) -C native test
+
+test-molecule: host-deps venv
+	bash scripts/molecule-all.sh
+
+test: host-deps venv lint test-native test-python test-molecule
+
+bench: venv
+	$(BIN)/dyssect-ctrl bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	$(MAKE) -C native clean
