@@ -1,0 +1,180 @@
+"""Planner: how many working/offloading cores, and where every shard goes.
+
+API used by the CLI and the control loop:
+- plan(loads, params, cores, current, mode=..., solver=...) -> PlanResult (stateless);
+- Planner: the same per epoch with scale-down hysteresis;
+- available_backends().
+See docs/planner.md for the models and how optimality is proven.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from dyssect_ctrl.model import Params, Plan, PlanResult
+from dyssect_ctrl.planner import core, milp
+from dyssect_ctrl.planner.long import LongOutcome, solve_long
+from dyssect_ctrl.planner.short import ShortOutcome, objective, solve_short
+
+__all__ = ["SOLVERS", "Planner", "available_backends", "plan", "resolve_solver"]
+
+SOLVERS = ("auto", "highs", "gurobi", "greedy")
+
+
+def available_backends() -> list[str]:
+    out = ["highs"]
+    if milp.gurobi_available():
+        out.append("gurobi")
+    out.append("greedy")
+    return out
+
+
+def resolve_solver(solver: str, shards: int, cores: int) -> str:
+    """`auto`: gurobi when its licence holds the largest placement model, else highs."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if solver != "auto":
+        return solver
+    n_vars = shards * cores + cores * cores
+    n_rows = shards + 5 * cores + cores * cores
+    return "gurobi" if milp.gurobi_fits(n_vars, n_rows) else "highs"
+
+
+def _result(
+    p: Plan, loads: Sequence[float], params: Params, backend: str, out: LongOutcome | ShortOutcome,
+    t0: float, obj: float, *, optimal: bool | None = None, message: str | None = None,
+) -> PlanResult:
+    mw, mo = core.max_loads(p, loads, params)
+    return PlanResult(
+        plan=p,
+        solver="greedy" if out.fallback else backend,
+        fallback=out.fallback,
+        solve_ms=(time.perf_counter() - t0) * 1e3,
+        feasible=out.feasible,
+        optimal=out.optimal if optimal is None else optimal,
+        objective=obj,
+        max_load_working=mw,
+        max_load_offloading=mo,
+        message=out.message if message is None else message,
+    )
+
+
+def _long(loads, params, cores, backend, long_t, greedy_t) -> LongOutcome:
+    if backend == "gurobi" and not milp.gurobi_available():
+        out = solve_long(loads, params, cores, backend="greedy", time_limit_s=long_t,
+                         greedy_deadline_s=greedy_t)
+        out.fallback = "gurobi unavailable"
+        return out
+    return solve_long(loads, params, cores, backend=backend, time_limit_s=long_t,
+                      greedy_deadline_s=greedy_t)
+
+
+def plan(
+    loads: Sequence[float], params: Params, cores: int, current: Plan, *,
+    mode: Literal["long", "short", "both"] = "both", solver: str = "auto",
+    long_time_limit_s: float = 0.5, short_time_limit_s: float = 0.05,
+    greedy_deadline_s: float = 0.005,
+) -> PlanResult:
+    t0 = time.perf_counter()
+    loads = [float(v) for v in loads]
+    backend = resolve_solver(solver, len(loads), cores)
+    if mode == "long":
+        lo = _long(loads, params, cores, backend, long_time_limit_s, greedy_deadline_s)
+        p = lo.plan
+        return _result(p, loads, params, backend, lo, t0, float(p.working + p.offloading))
+    if mode == "short":
+        w, e = current.working, current.offloading
+        so = solve_short(loads, params, w, e, current, backend=backend,
+                         time_limit_s=short_time_limit_s)
+        return _result(so.plan, loads, params, backend, so, t0, objective(so.plan, current))
+    if mode != "both":
+        raise ValueError(f"unknown mode {mode!r}")
+    lo = _long(loads, params, cores, backend, long_time_limit_s, greedy_deadline_s)
+    w, e = lo.plan.working, lo.plan.offloading
+    if not lo.feasible:
+        p = lo.plan
+        return _result(p, loads, params, backend, lo, t0, float(w + e))
+    so = solve_short(loads, params, w, e, current, backend=backend, time_limit_s=short_time_limit_s)
+    so.fallback = so.fallback or lo.fallback
+    msg = "; ".join(x for x in (lo.message, so.message) if x)
+    return _result(so.plan, loads, params, backend, so, t0, objective(so.plan, current),
+                   optimal=lo.optimal and so.optimal, message=msg)
+
+
+class Planner:
+    """Per-epoch planner for the control loop: same models, plus scale-down hysteresis.
+
+    Models are rebuilt per solve (building the placement MILP costs ~1 ms and most epochs need
+    none); what is kept across epochs is the parameters, the backend choice and the hysteresis
+    counter.
+    """
+
+    def __init__(
+        self, params: Params, cores: int, shards: int, *, solver: str = "auto",
+        long_time_limit_s: float = 0.5, short_time_limit_s: float = 0.05,
+        greedy_deadline_s: float = 0.005, scale_down_hysteresis: int = 3,
+    ) -> None:
+        self.params = params
+        self.cores = cores
+        self.shards = shards
+        self.long_time_limit_s = long_time_limit_s
+        self.short_time_limit_s = short_time_limit_s
+        self.greedy_deadline_s = greedy_deadline_s
+        self.scale_down_hysteresis = max(1, int(scale_down_hysteresis))
+        self._down_votes = 0
+        self.set_solver(solver)
+
+    def set_params(self, params: Params) -> None:
+        self.params = params
+
+    def set_solver(self, solver: str) -> None:
+        self.solver = solver
+        self.backend = resolve_solver(solver, self.shards, self.cores)
+
+    @property
+    def pending_scale_down(self) -> int:
+        """Consecutive long epochs that asked for fewer cores so far."""
+        return self._down_votes
+
+    def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
+        t0 = time.perf_counter()
+        loads = [float(v) for v in loads]
+        lo = _long(loads, self.params, self.cores, self.backend, self.long_time_limit_s,
+                   self.greedy_deadline_s)
+        new_total = lo.plan.working + lo.plan.offloading
+        cur_total = current.working + current.offloading
+        hold = False
+        note = ""
+        if lo.feasible and new_total < cur_total:
+            self._down_votes += 1
+            if self._down_votes < self.scale_down_hysteresis:
+                hold = True
+                note = (f"scale-down to {new_total} cores held "
+                        f"({self._down_votes}/{self.scale_down_hysteresis})")
+            else:
+                self._down_votes = 0
+        else:
+            self._down_votes = 0
+            if lo.feasible and new_total == cur_total and (
+                lo.plan.working, lo.plan.offloading) != (current.working, current.offloading):
+                hold = True  # same core count: keep the current split, no churn
+                note = "same core count: current split kept"
+        if hold:
+            so = solve_short(loads, self.params, current.working, current.offloading, current,
+                             backend=self.backend, time_limit_s=self.short_time_limit_s)
+            if so.feasible:
+                return _result(so.plan, loads, self.params, self.backend, so, t0,
+                               float(current.working + current.offloading),
+                               optimal=False, message=note)
+            self._down_votes = 0
+        p = lo.plan
+        return _result(p, loads, self.params, self.backend, lo, t0, float(new_total))
+
+    def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
+        t0 = time.perf_counter()
+        loads = [float(v) for v in loads]
+        so = solve_short(loads, self.params, current.working, current.offloading, current,
+                         backend=self.backend, time_limit_s=self.short_time_limit_s)
+        return _result(so.plan, loads, self.params, self.backend, so, t0, objective(so.plan, current))

@@ -1,0 +1,451 @@
+"""Pure-Python pieces shared by every backend: caps, bounds, constructive packings, r choice.
+
+Vocabulary: a working core i holds shards with total load G_i; what exceeds the working cap Cw
+("overflow", max(0, G_i - Cw)) must be offloaded to the one offloading core it is paired with; an
+offloading core j takes at most B = Co / sigma of offloaded load (Co the offloading cap). So a
+group (one offloading core and the working cores pointing at it) holds at most n*Cw + B.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dyssect_ctrl.model import Params, Plan
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Caps:
+    working: float  # Cw: load cap of a working core
+    offloading: float  # Co: load cap of an offloading core
+    sigma: float
+
+    @property
+    def offload_room(self) -> float:
+        """B: offloaded load (in working-core units) one offloading core can take."""
+        if self.sigma <= 0.0:
+            return math.inf
+        return self.offloading / self.sigma
+
+    @staticmethod
+    def of(params: Params) -> Caps:
+        return Caps(params.rho_max_working, params.rho_max_offloading, params.sigma)
+
+
+def valid_pairs(params: Params, cores: int, shards: int) -> list[tuple[int, int]]:
+    """Every (W, E) the structural constraints allow, by W+E then E (prefer plain working cores)."""
+    out = []
+    for w in range(1, min(cores, shards) + 1):
+        for e in range(0, min(w, params.max_offloading(w), cores - w) + 1):
+            out.append((w, e))
+    out.sort(key=lambda p: (p[0] + p[1], p[1]))
+    return out
+
+
+def l2_bound(sizes_sorted: Sequence[float], prefix: Sequence[float], cap: float) -> int:
+    """Martello-Toth L2 lower bound on the bins of size `cap` for items sorted ascending."""
+    n = len(sizes_sorted)
+    if n == 0:
+        return 0
+    total = prefix[-1]
+    best = math.ceil(total / cap - EPS)
+    half = cap / 2.0
+    # alpha runs over 0 and the distinct item sizes <= cap/2.
+    k_half = bisect.bisect_right(sizes_sorted, half + EPS)  # items <= cap/2 are [0, k_half)
+    alphas = [0.0, *sorted(set(sizes_sorted[:k_half]))]
+    for alpha in alphas:
+        # J1: v > cap - alpha; J2: cap/2 < v <= cap - alpha; J3: alpha <= v <= cap/2
+        k_hi = bisect.bisect_right(sizes_sorted, cap - alpha + EPS)
+        n1 = n - k_hi
+        n2 = k_hi - k_half
+        sum2 = prefix[k_hi] - prefix[k_half]
+        k_alpha = bisect.bisect_left(sizes_sorted, alpha - EPS)
+        sum3 = prefix[k_half] - prefix[k_alpha]
+        extra = max(0, math.ceil((sum3 - (n2 * cap - sum2)) / cap - EPS))
+        best = max(best, n1 + n2 + extra)
+    return best
+
+
+class Bounds:
+    """Necessary conditions for a (W, E) to hold the loads; cheap, used to prove optimality."""
+
+    def __init__(self, loads: Sequence[float], caps: Caps) -> None:
+        self.caps = caps
+        self.total = float(sum(loads))
+        self.vmax = max(loads) if loads else 0.0
+        asc = sorted(loads)
+        prefix = [0.0]
+        for v in asc:
+            prefix.append(prefix[-1] + v)
+        self.l2_working = l2_bound(asc, prefix, caps.working) if self.vmax <= caps.working else 0
+
+    def possible(self, w: int, e: int) -> bool:
+        c = self.caps
+        if e == 0:
+            return self.vmax <= c.working + EPS and self.l2_working <= w
+        b = c.offload_room
+        if self.vmax > c.working + b + EPS:
+            return False
+        return self.total <= w * c.working + e * b + EPS * (1 + self.total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a plan (internal; the tests use their own independent checker).
+
+
+def group_overflows(
+    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
+    caps: Caps,
+) -> tuple[list[float], list[float], list[float]]:
+    """Per working core load G_i and overflow o_i, per offloading core the sum of overflows."""
+    g = [0.0] * w
+    for s, i in enumerate(assignment):
+        g[i] += loads[s]
+    over = [max(0.0, x - caps.working) for x in g]
+    grp = [0.0] * e
+    if e:
+        for i in range(w):
+            grp[pairing[i]] += over[i]
+    return g, over, grp
+
+
+def structure_ok(assignment: Sequence[int], pairing: dict[int, int], w: int, e: int) -> bool:
+    if any(not 0 <= a < w for a in assignment):
+        return False
+    if len(set(assignment)) != w:
+        return False
+    if e == 0:
+        return not pairing
+    if sorted(pairing) != list(range(w)):
+        return False
+    return set(pairing.values()) == set(range(e))
+
+
+def placement_ok(
+    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
+    caps: Caps,
+) -> bool:
+    """Can some choice of r make this assignment and pairing meet every cap?"""
+    if not structure_ok(assignment, pairing, w, e):
+        return False
+    _, over, grp = group_overflows(assignment, pairing, loads, w, e, caps)
+    if e == 0:
+        return all(o <= EPS for o in over)
+    b = caps.offload_room
+    return all(x <= b + EPS for x in grp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing r: the fewest |r - r_old| for a given assignment and pairing (exact greedy).
+
+
+def choose_offload(
+    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
+    caps: Caps, old: Sequence[float] | None = None,
+) -> tuple[float, ...]:
+    """r per shard minimising sum |r - r_old| while every core meets its cap.
+
+    Working core i must offload X_i in [o_i, G_i]; offloading core j takes sum X_i <= B. Raising
+    or lowering the offloaded load by dx on shard s costs dx / V_s, so each core changes its
+    largest shards first; this solves the small LP exactly (one budget per core, then one per
+    group for the excess, both with constant unit costs).
+    """
+    n = len(loads)
+    r = [0.0] * n
+    if e == 0:
+        return tuple(r)
+    if old is None or len(old) != n:
+        old = [0.0] * n
+    r = [min(1.0, max(0.0, float(x))) for x in old]
+    members: list[list[int]] = [[] for _ in range(w)]
+    for s, i in enumerate(assignment):
+        members[i].append(s)
+    for i in range(w):
+        members[i].sort(key=lambda s: -loads[s])
+    g = [sum(loads[s] for s in members[i]) for i in range(w)]
+    over = [max(0.0, g[i] - caps.working) for i in range(w)]
+    x = [sum(loads[s] * r[s] for s in members[i]) for i in range(w)]
+    for i in range(w):
+        if x[i] < over[i]:  # raise, largest shards first
+            need = over[i] - x[i]
+            for s in members[i]:
+                if need <= 0.0:
+                    break
+                v = loads[s]
+                if v <= 0.0:
+                    continue
+                add = min(need, v * (1.0 - r[s]))
+                r[s] += add / v
+                need -= add
+            x[i] = over[i]
+    b = caps.offload_room
+    if math.isfinite(b):
+        grp: list[list[int]] = [[] for _ in range(e)]
+        for i in range(w):
+            grp[pairing[i]].append(i)
+        for j in range(e):
+            excess = sum(x[i] for i in grp[j]) - b
+            if excess <= 0.0:
+                continue
+            # lower r where it costs least: largest shards on cores offloading more than needed
+            cand = []
+            for i in grp[j]:
+                for s in members[i]:
+                    if r[s] > 0.0 and loads[s] > 0.0:
+                        cand.append((-loads[s], s, i))
+            cand.sort()
+            for _, s, i in cand:
+                if excess <= 0.0:
+                    break
+                slack = x[i] - over[i]
+                if slack <= 0.0:
+                    continue
+                dec = min(excess, slack, loads[s] * r[s])
+                r[s] -= dec / loads[s]
+                x[i] -= dec
+                excess -= dec
+    return tuple(min(1.0, max(0.0, v)) for v in r)
+
+
+def finish(
+    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
+    caps: Caps, old_r: Sequence[float] | None = None,
+) -> Plan:
+    r = choose_offload(assignment, pairing, loads, w, e, caps, old_r)
+    return Plan(w, e, tuple(assignment), dict(pairing) if e else {}, r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Constructive packings for a fixed (W, E).
+
+
+def _fill_nonempty(bins: list[list[int]], loads: Sequence[float]) -> bool:
+    """Give every empty bin the smallest shard of a bin holding two or more."""
+    for k, b in enumerate(bins):
+        if b:
+            continue
+        best = None
+        for kk, bb in enumerate(bins):
+            if len(bb) >= 2:
+                s = min(bb, key=lambda x: loads[x])
+                if best is None or loads[s] < loads[best[1]]:
+                    best = (kk, s)
+        if best is None:
+            return False
+        bins[best[0]].remove(best[1])
+        bins[k].append(best[1])
+    return True
+
+
+def _bins_to_assignment(bins: list[list[int]], n: int) -> list[int]:
+    a = [0] * n
+    for i, b in enumerate(bins):
+        for s in b:
+            a[s] = i
+    return a
+
+
+def _best_fit(order: Sequence[int], loads: Sequence[float], caps: Sequence[float]) -> list[list[int]] | None:
+    rem = list(caps)
+    bins: list[list[int]] = [[] for _ in caps]
+    for s in order:
+        v = loads[s]
+        best, best_rem = -1, math.inf
+        for k, c in enumerate(rem):
+            left = c - v
+            if left >= -EPS and left < best_rem:
+                best, best_rem = k, left
+        if best < 0:
+            return None
+        rem[best] -= v
+        bins[best].append(s)
+    return bins
+
+
+def _worst_fit(order: Sequence[int], loads: Sequence[float], caps: Sequence[float]) -> list[list[int]]:
+    """Largest remaining room first (LPT when caps are equal); never fails, may overfill."""
+    rem = list(caps)
+    bins: list[list[int]] = [[] for _ in caps]
+    for s in order:
+        k = max(range(len(rem)), key=lambda x: rem[x])
+        rem[k] -= loads[s]
+        bins[k].append(s)
+    return bins
+
+
+def _pack_overflow(over: Sequence[float], e: int, room: float) -> dict[int, int] | None:
+    """Pair working cores to offloading cores: FFD of the overflows, every offloading core used."""
+    w = len(over)
+    order = sorted(range(w), key=lambda i: -over[i])
+    rem = [room] * e
+    count = [0] * e
+    pairing: dict[int, int] = {}
+    for i in order:
+        o = over[i]
+        # cores without overflow go to empty offloading cores first, then anywhere
+        if o <= EPS:
+            empties = [j for j in range(e) if count[j] == 0]
+            j = empties[0] if empties else 0
+        else:
+            j = -1
+            for jj in range(e):
+                if rem[jj] - o >= -EPS:
+                    j = jj
+                    break
+            if j < 0:
+                return None
+        pairing[i] = j
+        rem[j] -= o
+        count[j] += 1
+    # every offloading core must serve someone: move a zero-overflow core, else the smallest
+    # overflow from a core that serves two or more (moving it only lowers the donor's load)
+    for j in range(e):
+        if count[j]:
+            continue
+        donors = [i for i in range(w) if count[pairing[i]] >= 2 and rem[j] - over[i] >= -EPS]
+        if not donors:
+            return None
+        i = min(donors, key=lambda x: over[x])
+        count[pairing[i]] -= 1
+        rem[pairing[i]] += over[i]
+        pairing[i] = j
+        count[j] += 1
+        rem[j] -= over[i]
+    return pairing
+
+
+def _group_fill(members: list[int], loads: Sequence[float], n: int, cw: float) -> list[list[int]]:
+    """Fill n working cores of one group in turn so that each reaches Cw with little overshoot."""
+    rest = sorted(members, key=lambda s: -loads[s])
+    cores: list[list[int]] = []
+    for k in range(n):
+        if k == n - 1:
+            cores.append(rest)
+            break
+        must_leave = n - 1 - k  # later cores need a shard each
+        load = 0.0
+        mine: list[int] = []
+        keep: list[int] = []
+        for s in rest:  # largest that still fit under Cw
+            if load + loads[s] <= cw + EPS and len(rest) - len(mine) > must_leave:
+                mine.append(s)
+                load += loads[s]
+            else:
+                keep.append(s)
+        if load < cw - EPS and keep and len(keep) > must_leave:
+            s = keep.pop()  # cross Cw with the smallest shard left
+            mine.append(s)
+        if not mine and keep and len(keep) > must_leave:
+            mine.append(keep.pop())
+        cores.append(mine)
+        rest = keep
+    return cores
+
+
+def construct(loads: Sequence[float], w: int, e: int, caps: Caps) -> Plan | None:
+    """Try a few packings for (W, E); return a plan meeting every cap, or None."""
+    n = len(loads)
+    if w > n or w < 1:
+        return None
+    order = sorted(range(n), key=lambda s: -loads[s])
+    cw = caps.working
+    if e == 0:
+        for bins in (_best_fit(order, loads, [cw] * w), _worst_fit(order, loads, [cw] * w)):
+            if bins is None or not _fill_nonempty(bins, loads):
+                continue
+            a = _bins_to_assignment(bins, n)
+            if placement_ok(a, {}, loads, w, 0, caps):
+                return finish(a, {}, loads, w, 0, caps)
+        return None
+    b = caps.offload_room
+    attempts = []
+    # 1. groups: E groups of near-equal size, each a super-bin of n_j*Cw + B
+    sizes = [w // e + (1 if j < w % e else 0) for j in range(e)]
+    gcaps = [sz * cw + (b if math.isfinite(b) else 1e18) for sz in sizes]
+    for gbins in (_worst_fit(order, loads, gcaps), _best_fit(order, loads, gcaps)):
+        if gbins is None:
+            continue
+        bins: list[list[int]] = []
+        pairing: dict[int, int] = {}
+        ok = True
+        for j, members in enumerate(gbins):
+            if len(members) < sizes[j]:
+                ok = False
+                break
+            for core in _group_fill(members, loads, sizes[j], cw):
+                pairing[len(bins)] = j
+                bins.append(core)
+        if ok:
+            attempts.append((bins, pairing))
+    # 2. balanced working loads, overflows packed first-fit decreasing
+    lpt = _worst_fit(order, loads, [cw] * w)
+    attempts.append((lpt, None))
+    # 3. E big cores (Cw + B) and W - E plain cores, best fit decreasing
+    big = [cw + (b if math.isfinite(b) else 1e18)] * e + [cw] * (w - e)
+    bf = _best_fit(order, loads, big)
+    if bf is not None:
+        attempts.append((bf, None))
+    for bins, pairing in attempts:
+        if not _fill_nonempty(bins, loads):
+            continue
+        a = _bins_to_assignment(bins, n)
+        if pairing is None:
+            g = [sum(loads[s] for s in bb) for bb in bins]
+            over = [max(0.0, x - cw) for x in g]
+            pairing = _pack_overflow(over, e, b)
+            if pairing is None:
+                continue
+        if placement_ok(a, pairing, loads, w, e, caps):
+            return finish(a, pairing, loads, w, e, caps)
+    return None
+
+
+def max_loads(plan: Plan, loads: Sequence[float], params: Params) -> tuple[float, float]:
+    from dyssect_ctrl.model import core_loads
+
+    work, offl = core_loads(plan, list(loads), params)
+    return (max(work) if work else 0.0, max(offl) if offl else 0.0)
+
+
+def balance_plan(
+    loads: Sequence[float], params: Params, cores: int,
+    pairs: Sequence[tuple[int, int]] | None = None,
+) -> Plan:
+    """Best-balance plan on all cores: bisect the common load cap z, keep the smallest that packs.
+
+    Used when no plan meets the caps with every core: W + E as large as allowed (all M cores
+    unless there are fewer shards), the largest core load (working or offloading) as small as
+    the constructions make it. `pairs` restricts the (W, E) tried (the short model's fixed pair).
+    """
+    n = len(loads)
+    if pairs is None:
+        allp = valid_pairs(params, cores, n)
+        most = max(ww + ee for ww, ee in allp)
+        pairs = [(w, e) for (w, e) in allp if w + e == most]
+    total = sum(loads)
+    lo, hi = 0.0, max(total, max(loads, default=0.0)) * max(1.0, params.sigma) + 1.0
+    best: Plan | None = None
+    for _ in range(40):
+        z = (lo + hi) / 2.0
+        caps = Caps(z, z, params.sigma)
+        found = None
+        for w, e in pairs:
+            found = construct(loads, w, e, caps)
+            if found is not None:
+                break
+        if found is not None:
+            best, hi = found, z
+        else:
+            lo = z
+        if hi - lo < 1e-6 * max(1.0, hi):
+            break
+    if best is None:  # cannot happen with hi above the total load; kept for safety
+        w, e = pairs[0]
+        best = construct(loads, w, e, Caps(1e18, 1e18, params.sigma))
+        assert best is not None
+    # r re-chosen for the real caps where that helps: keep the balanced assignment and pairing
+    return best

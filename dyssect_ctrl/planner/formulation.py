@@ -1,0 +1,119 @@
+"""The placement MILP for a fixed (W, E): no interchangeable slots, overflow instead of products.
+
+Variables: A[s,i] (shard s on working core i < W), O[i,j] (core i offloads to core j < E), and
+Y[i,j] >= 0, the load core i offloads to j. Since only the sum of a core's offloaded load
+matters, the products A*r and O*load of the plain formulation are not needed: r is chosen after
+(core.choose_offload). Used by the long model as a feasibility problem for one (W, E), with
+symmetry broken, and by the short model with migration costs against the current plan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dyssect_ctrl.model import Plan
+from dyssect_ctrl.planner.core import Caps
+from dyssect_ctrl.planner.milp import INF, Milp
+
+
+@dataclass
+class Placement:
+    milp: Milp
+    w: int
+    e: int
+    a: list[list[int]]  # a[s][i]
+    o: list[list[int]]  # o[i][j]
+    y: list[list[int]]
+
+    def decode(self, x: Sequence[float]) -> tuple[list[int], dict[int, int]]:
+        assignment = [max(range(self.w), key=lambda i, s=s: x[self.a[s][i]]) for s in range(len(self.a))]
+        pairing = {}
+        if self.e:
+            for i in range(self.w):
+                pairing[i] = max(range(self.e), key=lambda j, i=i: x[self.o[i][j]])
+        return assignment, pairing
+
+    def encode(self, plan: Plan, loads: Sequence[float], caps: Caps) -> list[float]:
+        x = [0.0] * self.milp.num_vars
+        for s, i in enumerate(plan.assignment):
+            x[self.a[s][i]] = 1.0
+        if self.e:
+            g = [0.0] * self.w
+            for s, i in enumerate(plan.assignment):
+                g[i] += loads[s]
+            for i in range(self.w):
+                j = plan.pairing[i]
+                x[self.o[i][j]] = 1.0
+                x[self.y[i][j]] = max(0.0, g[i] - caps.working)
+        return x
+
+
+def build(
+    loads: Sequence[float], w: int, e: int, caps: Caps, *, current: Plan | None = None,
+    symmetry: bool = False,
+) -> Placement:
+    """current given: minimise migrations against it; else a feasibility model (objective 0)."""
+    n = len(loads)
+    m = Milp()
+    a = [[0] * w for _ in range(n)]
+    for s in range(n):
+        for i in range(w):
+            cost = 0.0
+            if current is not None and current.assignment[s] == i:
+                cost = -1.0
+            a[s][i] = m.var(cost)
+    if current is not None:
+        # a shard that stays costs 0, one that moves 1: sum over s of (1 - A[s, old_s])
+        m.offset += n
+    o = [[0] * e for _ in range(w)]
+    y = [[0] * e for _ in range(w)]
+    b = caps.offload_room
+    total = float(sum(loads))
+    ymax = min(b, total) if math.isfinite(b) else total
+    for i in range(w):
+        old_j = current.pairing.get(i) if current is not None else None
+        for j in range(e):
+            o[i][j] = m.var(-1.0 if (current is not None and old_j == j) else 0.0)
+            y[i][j] = m.var(0.0, 0.0, ymax, integer=False)
+    if current is not None and e:
+        m.offset += w  # each working core whose offloading core differs from the old one costs 1
+    if current is not None and e == 0:
+        m.offset += sum(1 for i in range(w) if current.pairing.get(i) is not None)
+    for s in range(n):
+        m.row([a[s][i] for i in range(w)], [1.0] * w, 1.0, 1.0)
+    for i in range(w):
+        m.row([a[s][i] for s in range(n)], [1.0] * n, 1.0, INF)
+        idx = [a[s][i] for s in range(n)]
+        val = [float(v) for v in loads]
+        # local load <= Cw
+        m.row(idx + [y[i][j] for j in range(e)], val + [-1.0] * e, -INF, caps.working)
+        if e:
+            # offloaded load <= the core's own load (r <= 1)
+            m.row(idx + [y[i][j] for j in range(e)], val + [-1.0] * e, 0.0, INF)
+            m.row([o[i][j] for j in range(e)], [1.0] * e, 1.0, 1.0)
+            for j in range(e):
+                m.row([y[i][j], o[i][j]], [1.0, -ymax], -INF, 0.0)
+    for j in range(e):
+        m.row([o[i][j] for i in range(w)], [1.0] * w, 1.0, INF)
+        if math.isfinite(b):
+            m.row([y[i][j] for i in range(w)], [1.0] * w, -INF, b)
+    if symmetry and current is None:
+        order = sorted(range(n), key=lambda s: -loads[s])
+        if e == 0:
+            # bins are interchangeable: the k-th largest shard uses one of the first k+1 bins
+            for k, s in enumerate(order):
+                for i in range(k + 1, w):
+                    m.ub[a[s][i]] = 0.0
+        else:
+            # groups are contiguous blocks of working cores, in order; largest shard on core 0
+            for i in range(w - 1):
+                m.row(
+                    [o[i][j] for j in range(e)] + [o[i + 1][j] for j in range(e)],
+                    [float(j) for j in range(e)] + [-float(j) for j in range(e)],
+                    -INF, 0.0,
+                )
+            m.lb[a[order[0]][0]] = 1.0
+            m.lb[o[0][0]] = 1.0
+    return Placement(m, w, e, a, o, y)

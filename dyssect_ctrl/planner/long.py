@@ -1,0 +1,91 @@
+"""Long model: the fewest working + offloading cores, proven by bounds where possible.
+
+For each (W, E) allowed by the structure, cheap necessary conditions (core.Bounds: the
+fractional capacity W*Cw + E*B, the per-shard limits, Martello-Toth L2 when E = 0) rule pairs
+out. Levels K = W + E are tried from the smallest any pair could reach: a constructive packing
+that meets a level's bound proves that level optimal without branching. Only when no
+construction fits a level is a feasibility MILP for each of its pairs solved (formulation.py,
+symmetry broken); an infeasible MILP proves the level empty, a time-out leaves it unproven.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dyssect_ctrl.model import Params, Plan
+from dyssect_ctrl.planner import core, formulation, milp
+
+
+@dataclass
+class LongOutcome:
+    plan: Plan
+    feasible: bool
+    optimal: bool
+    fallback: str | None
+    message: str
+    milp_solves: int = 0
+
+
+def solve_long(
+    loads: Sequence[float], params: Params, cores: int, *, backend: str,
+    time_limit_s: float, greedy_deadline_s: float,
+) -> LongOutcome:
+    t0 = time.perf_counter()
+    n = len(loads)
+    caps = core.Caps.of(params)
+    bounds = core.Bounds(loads, caps)
+    pairs = [p for p in core.valid_pairs(params, cores, n) if bounds.possible(*p)]
+    levels: dict[int, list[tuple[int, int]]] = {}
+    for w, e in pairs:
+        levels.setdefault(w + e, []).append((w, e))
+    proven = True
+    fallback: str | None = None
+    notes: list[str] = []
+    use_milp = backend != "greedy"
+    solves = 0
+    for k in sorted(levels):
+        for w, e in levels[k]:
+            if backend == "greedy" and time.perf_counter() - t0 > greedy_deadline_s:
+                proven = False
+                notes.append("greedy deadline reached")
+                break
+            plan = core.construct(loads, w, e, caps)
+            if plan is not None:
+                return LongOutcome(plan, True, proven, fallback, "; ".join(notes), solves)
+        if not use_milp:
+            proven = False
+            continue
+        for w, e in levels[k]:
+            left = time_limit_s - (time.perf_counter() - t0)
+            if left <= 0:
+                proven = False
+                fallback = f"{backend}: long time limit {time_limit_s} s used up at W+E={k}"
+                use_milp = False
+                break
+            model = formulation.build(loads, w, e, caps, symmetry=True)
+            try:
+                res = milp.solve(backend, model.milp, left)
+            except milp.BackendError as exc:
+                proven = False
+                fallback = str(exc)
+                use_milp = False
+                break
+            solves += 1
+            if res.status in ("optimal", "feasible") and res.x is not None:
+                a, pairing = model.decode(res.x)
+                if core.placement_ok(a, pairing, loads, w, e, caps):
+                    plan = core.finish(a, pairing, loads, w, e, caps)
+                    return LongOutcome(plan, True, proven, fallback, "; ".join(notes), solves)
+                proven = False
+                notes.append(f"{backend} returned a plan failing the check at W={w},E={e}")
+            elif res.status != "infeasible":
+                proven = False
+                notes.append(f"{backend}: no answer at W={w},E={e} ({res.detail})")
+    plan = core.balance_plan(loads, params, cores)
+    msg = f"infeasible with all {cores} cores: best-balance plan on all cores"
+    if notes:
+        msg += "; " + "; ".join(notes)
+    # infeasibility is proven when every level was ruled out by bounds or MILP
+    return LongOutcome(plan, False, proven, fallback, msg, solves)

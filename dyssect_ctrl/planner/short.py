@@ -1,0 +1,311 @@
+"""Short model: W and E fixed, the fewest migrations from the current plan.
+
+Cost = shards moved + working cores whose offloading core changed (Plan.migrations) + 1e-3 *
+sum |r - r_old|. Migrations are integers and the r term is below 1 for S < 1000, so the model is
+solved lexicographically: first the placement with the fewest migrations, then r (exact greedy,
+core.choose_offload). A lower bound on migrations (forced moves, per-core excess, per-group
+excess, empty cores, broken pairings) and a greedy repair of the current plan usually meet,
+proving the optimum with no MILP; otherwise the placement MILP is solved, warm-started from the
+repair.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dyssect_ctrl.model import Params, Plan
+from dyssect_ctrl.planner import core, formulation, milp
+from dyssect_ctrl.planner.core import EPS, Caps
+
+R_WEIGHT = 1e-3
+
+
+@dataclass
+class ShortOutcome:
+    plan: Plan
+    feasible: bool
+    optimal: bool
+    fallback: str | None
+    message: str
+    lower_bound: int
+    used_milp: bool = False
+
+
+def migrations(assignment: Sequence[int], pairing: dict[int, int], w: int, cur: Plan) -> int:
+    moved = sum(1 for a, b in zip(assignment, cur.assignment, strict=True) if a != b)
+    return moved + sum(1 for i in range(w) if pairing.get(i) != cur.pairing.get(i))
+
+
+def objective(plan: Plan, cur: Plan) -> float:
+    old = cur.offload if len(cur.offload) == len(plan.offload) else (0.0,) * len(plan.offload)
+    dr = sum(abs(a - b) for a, b in zip(plan.offload, old, strict=True))
+    return plan.migrations(cur) + R_WEIGHT * dr
+
+
+def _min_removals(sizes: list[float], excess: float) -> int:
+    """Fewest items whose sum reaches `excess` (largest first)."""
+    k = 0
+    for v in sorted(sizes, reverse=True):
+        if excess <= EPS:
+            break
+        excess -= v
+        k += 1
+    return k if excess <= EPS else len(sizes) + 1
+
+
+def lower_bound(loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan) -> int:
+    n = len(loads)
+    forced = sum(1 for s in range(n) if cur.assignment[s] >= w)
+    members: list[list[int]] = [[] for _ in range(w)]
+    for s in range(n):
+        if cur.assignment[s] < w:
+            members[cur.assignment[s]].append(s)
+    empty = sum(1 for i in range(w) if not members[i])
+    g = [sum(loads[s] for s in members[i]) for i in range(w)]
+    b = caps.offload_room
+    core_cap = caps.working + b if e else caps.working
+    need = 0
+    for i in range(w):
+        if g[i] > core_cap + EPS:
+            need += _min_removals([loads[s] for s in members[i]], g[i] - core_cap)
+    if e == 0:
+        pairs = sum(1 for i in range(w) if cur.pairing.get(i) is not None)
+        return max(empty, forced + need) + pairs
+    valid = {i: cur.pairing[i] for i in range(w) if cur.pairing.get(i) is not None and cur.pairing[i] < e}
+    invalid = w - len(valid)
+    unserved = e - len(set(valid.values()))
+    a_bound = max(empty, forced + need) + max(invalid, unserved)
+    # per group with its valid members: each action (repoint a core, move a shard) lowers the
+    # group's overflow by at most the core's overflow or the shard's load
+    group_need = 0
+    if math.isfinite(b):
+        for j in range(e):
+            mem = [i for i, jj in valid.items() if jj == j]
+            over = {i: max(0.0, g[i] - caps.working) for i in mem}
+            excess = sum(over.values()) - b
+            if excess <= EPS:
+                continue
+            cands = []
+            for i in mem:
+                if over[i] > 0:
+                    cands.append(over[i])
+                    cands.extend(min(loads[s], over[i]) for s in members[i])
+            group_need += _min_removals(cands, excess)
+    b_bound = forced + invalid + group_need
+    return max(a_bound, b_bound)
+
+
+class _State:
+    def __init__(self, loads: Sequence[float], w: int, e: int, caps: Caps) -> None:
+        self.loads = loads
+        self.w, self.e, self.caps = w, e, caps
+        self.b = caps.offload_room
+        self.g = [0.0] * w
+        self.members: list[set[int]] = [set() for _ in range(w)]
+        self.pairing: dict[int, int] = {}
+        self.where: list[int] = [-1] * len(loads)
+
+    def over(self, i: int) -> float:
+        return max(0.0, self.g[i] - self.caps.working)
+
+    def group_over(self, j: int) -> float:
+        return sum(self.over(i) for i in range(self.w) if self.pairing.get(i) == j)
+
+    def add(self, s: int, i: int) -> None:
+        self.where[s] = i
+        self.members[i].add(s)
+        self.g[i] += self.loads[s]
+
+    def remove(self, s: int) -> None:
+        i = self.where[s]
+        self.members[i].discard(s)
+        self.g[i] -= self.loads[s]
+        self.where[s] = -1
+
+    def room_after(self, s: int, i: int, gover: list[float]) -> float:
+        """Spare capacity left if shard s joins core i (negative: does not fit)."""
+        v = self.loads[s]
+        gi = self.g[i] + v
+        if self.e == 0:
+            return self.caps.working - gi
+        j = self.pairing.get(i, -1)
+        if j < 0:
+            return -1.0
+        delta = max(0.0, gi - self.caps.working) - self.over(i)
+        grp_left = self.b - gover[j] - delta
+        return min(grp_left, self.caps.working + self.b - gi) + max(0.0, self.caps.working - gi)
+
+
+def repair(loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan) -> tuple[list[int], dict[int, int]] | None:
+    n = len(loads)
+    st = _State(loads, w, e, caps)
+    pool: list[int] = []
+    for s in range(n):
+        if cur.assignment[s] < w:
+            st.add(s, cur.assignment[s])
+        else:
+            pool.append(s)
+    b = st.b
+    core_cap = caps.working + b if e else caps.working
+    for i in range(w):
+        while st.g[i] > core_cap + EPS and st.members[i]:
+            s = max(st.members[i], key=lambda x: loads[x])
+            st.remove(s)
+            pool.append(s)
+    # pairings: keep the valid ones, serve unserved offloading cores, attach the rest
+    if e:
+        for i in range(w):
+            j = cur.pairing.get(i)
+            if j is not None and j < e:
+                st.pairing[i] = j
+        for j in range(e):
+            if j in st.pairing.values():
+                continue
+            free = [i for i in range(w) if i not in st.pairing]
+            if free:
+                i = min(free, key=lambda x: st.over(x))
+            else:
+                cnt = {jj: sum(1 for v in st.pairing.values() if v == jj) for jj in range(e)}
+                donors = [i for i in range(w) if cnt[st.pairing[i]] >= 2]
+                if not donors:
+                    return None
+                i = min(donors, key=lambda x: st.over(x))
+            st.pairing[i] = j
+        for i in sorted((i for i in range(w) if i not in st.pairing), key=lambda x: -st.over(x)):
+            gover = [st.group_over(j) for j in range(e)]
+            st.pairing[i] = min(range(e), key=lambda j: gover[j])
+    # empty cores take a pool shard, or the smallest shard of a core holding two or more
+    for i in range(w):
+        if st.members[i]:
+            continue
+        if pool:
+            s = min(pool, key=lambda x: loads[x])
+            pool.remove(s)
+        else:
+            donors = [k for k in range(w) if len(st.members[k]) >= 2]
+            if not donors:
+                return None
+            k = max(donors, key=lambda x: st.g[x])
+            s = min(st.members[k], key=lambda x: loads[x])
+            st.remove(s)
+        st.add(s, i)
+    # place the pool, largest first, where most room is left
+    for s in sorted(pool, key=lambda x: -loads[x]):
+        gover = [st.group_over(j) for j in range(e)]
+        best = max(range(w), key=lambda i: st.room_after(s, i, gover))
+        if st.room_after(s, best, gover) < -EPS:
+            return None
+        st.add(s, best)
+    # fix over-full groups: repoint a core or move a shard, the biggest relief first
+    if e and math.isfinite(b):
+        for _ in range(4 * n + 4 * w):
+            gover = [st.group_over(j) for j in range(e)]
+            bad = [j for j in range(e) if gover[j] > b + EPS]
+            if not bad:
+                break
+            j = max(bad, key=lambda x: gover[x])
+            excess = gover[j] - b
+            mem = [i for i in range(w) if st.pairing[i] == j]
+            best_act = None
+            best_gain = 0.0
+            for i in mem:
+                oi = st.over(i)
+                if oi <= 0:
+                    continue
+                if len(mem) >= 2:
+                    for jj in range(e):
+                        if jj != j and b - gover[jj] >= oi - EPS and oi > best_gain + EPS:
+                            best_act, best_gain = ("pair", i, jj), oi
+                for s in st.members[i]:
+                    if len(st.members[i]) < 2:
+                        break
+                    v = loads[s]
+                    gain = oi - max(0.0, st.g[i] - v - caps.working)
+                    if gain <= best_gain + EPS:
+                        continue
+                    for k in range(w):
+                        if st.pairing[k] == j:
+                            continue
+                        if st.room_after(s, k, gover) >= -EPS:
+                            best_act, best_gain = ("move", s, k), gain
+                            break
+                if best_gain >= excess - EPS:
+                    break
+            if best_act is None:
+                return None
+            if best_act[0] == "pair":
+                st.pairing[best_act[1]] = best_act[2]
+            else:
+                st.remove(best_act[1])
+                st.add(best_act[1], best_act[2])
+    a = list(st.where)
+    pairing = dict(st.pairing) if e else {}
+    if not core.placement_ok(a, pairing, loads, w, e, caps):
+        return None
+    return a, pairing
+
+
+def solve_short(
+    loads: Sequence[float], params: Params, w: int, e: int, cur: Plan, *, backend: str,
+    time_limit_s: float,
+) -> ShortOutcome:
+    n = len(loads)
+    caps = Caps.of(params)
+    if len(cur.assignment) != n:
+        cur = Plan.initial(n)
+    old_r = cur.offload if len(cur.offload) == n else None
+    if not core.Bounds(loads, caps).possible(w, e):
+        plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)])
+        return ShortOutcome(plan, False, True, None, f"no plan meets the caps with W={w}, E={e}: "
+                            "best-balance plan", 0)
+    lb = lower_bound(loads, w, e, caps, cur)
+    rep = repair(loads, w, e, caps, cur)
+    best: tuple[list[int], dict[int, int]] | None = rep
+    best_cost = migrations(rep[0], rep[1], w, cur) if rep else math.inf
+    if best is not None and best_cost <= lb:
+        plan = core.finish(best[0], best[1], loads, w, e, caps, old_r)
+        return ShortOutcome(plan, True, True, None, "", lb)
+    fallback = None
+    msg = ""
+    optimal = False
+    used = False
+    if backend != "greedy":
+        model = formulation.build(loads, w, e, caps, current=cur)
+        start = None
+        if best is not None:
+            start = model.encode(Plan(w, e, tuple(best[0]), best[1], ()), loads, caps)
+        used = True
+        try:
+            res = milp.solve(backend, model.milp, time_limit_s, start)
+        except milp.BackendError as exc:
+            res = None
+            fallback = str(exc)
+        if res is not None:
+            if res.status in ("optimal", "feasible") and res.x is not None:
+                a, pairing = model.decode(res.x)
+                if core.placement_ok(a, pairing, loads, w, e, caps):
+                    cost = migrations(a, pairing, w, cur)
+                    if cost <= best_cost:
+                        best, best_cost = (a, pairing), cost
+                    optimal = res.status == "optimal" and cost <= best_cost
+                    if not optimal:
+                        msg = f"{backend}: {res.detail}; migrations {best_cost}, lower bound {lb}"
+            elif res.status == "infeasible":
+                optimal = True  # proven: no placement with these W, E
+                best = None
+            else:
+                fallback = f"{backend}: {res.detail or res.status} after {time_limit_s} s"
+    if best is None:
+        if backend == "greedy" or fallback is not None:
+            plan_c = core.construct(loads, w, e, caps)
+            if plan_c is not None:
+                best = (list(plan_c.assignment), dict(plan_c.pairing))
+        if best is None:
+            plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)])
+            return ShortOutcome(plan, False, optimal, fallback,
+                                f"no plan found that meets the caps with W={w}, E={e}", lb, used)
+    plan = core.finish(best[0], best[1], loads, w, e, caps, old_r)
+    return ShortOutcome(plan, True, optimal, fallback, msg, lb, used)
