@@ -165,6 +165,11 @@ def _shard_list(shards: list[int], offload: Sequence[float]) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _load_cell(load: float, cap: float) -> str:
+    # Over the cap (only in an infeasible plan): flag it so it shows without colour too.
+    return f"{load:.3f}" if load <= cap + 1e-9 else f"[bold red]{load:.3f}![/]"
+
+
 def print_plan(snapshot: Snapshot, result: PlanResult, config: Config | None) -> None:
     """A short human-readable view of a plan."""
     from rich.console import Console
@@ -177,7 +182,8 @@ def print_plan(snapshot: Snapshot, result: PlanResult, config: Config | None) ->
     loads = snapshot.loads()
     work, offl = core_loads(plan, loads, params)
     wnames, onames = _cpu_names(config, snapshot.cores)
-    console = Console(highlight=False)
+    # soft_wrap: long summary lines stay whole when piped (rich assumes 80 columns then).
+    console = Console(highlight=False, soft_wrap=True)
     status = "feasible" if result.feasible else "INFEASIBLE (best balance on all cores)"
     console.print(
         f"W={plan.working} E={plan.offloading} of M={snapshot.cores}  {status}  "
@@ -203,7 +209,7 @@ def print_plan(snapshot: Snapshot, result: PlanResult, config: Config | None) ->
         pair = plan.pairing.get(i)
         table.add_row(
             wnames[i],
-            f"{work[i]:.3f}",
+            _load_cell(work[i], params.rho_max_working),
             f"{params.rho_max_working:.3f}",
             "" if pair is None else onames[pair],
             _shard_list(shards, plan.offload),
@@ -211,6 +217,15 @@ def print_plan(snapshot: Snapshot, result: PlanResult, config: Config | None) ->
     for j in range(plan.offloading):
         served = [wnames[i] for i, o in sorted(plan.pairing.items()) if o == j]
         table.add_row(
-            onames[j], f"{offl[j]:.3f}", f"{params.rho_max_offloading:.3f}", " ".join(served), ""
+            onames[j],
+            _load_cell(offl[j], params.rho_max_offloading),
+            f"{params.rho_max_offloading:.3f}",
+            " ".join(served),
+            "",
         )
     console.print(table)
+    if config is not None and config.core_count != snapshot.cores:
+        console.print(
+            f"(CPU ids not shown: cores.list has {config.core_count} entries, "
+            f"the snapshot {snapshot.cores} cores)"
+        )
