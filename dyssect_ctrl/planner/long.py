@@ -29,8 +29,13 @@ class LongOutcome:
 
 
 def solve_long(
-    loads: Sequence[float], params: Params, cores: int, *, backend: str,
-    time_limit_s: float, greedy_deadline_s: float,
+    loads: Sequence[float],
+    params: Params,
+    cores: int,
+    *,
+    backend: str,
+    time_limit_s: float,
+    greedy_deadline_s: float,
 ) -> LongOutcome:
     t0 = time.perf_counter()
     n = len(loads)
@@ -45,11 +50,15 @@ def solve_long(
     notes: list[str] = []
     use_milp = backend != "greedy"
     solves = 0
+    late = False
     for k in sorted(levels):
         for w, e in levels[k]:
-            if backend == "greedy" and time.perf_counter() - t0 > greedy_deadline_s:
+            if backend == "greedy" and not late and time.perf_counter() - t0 > greedy_deadline_s:
+                # past the deadline: one last try with the most cores, then give up
+                late = True
                 proven = False
-                notes.append("greedy deadline reached")
+                notes.append(f"greedy deadline {greedy_deadline_s * 1e3:g} ms reached")
+            if late and k != max(levels):
                 break
             plan = core.construct(loads, w, e, caps)
             if plan is not None:

@@ -1,0 +1,216 @@
+"""Backends: HiGHS and Gurobi agree, greedy stays feasible and close, failures fall back."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dyssect_ctrl.bench import instance, random_current
+from dyssect_ctrl.model import Params, Plan
+from dyssect_ctrl.planner import core, formulation, milp, plan
+from dyssect_ctrl.planner import long as long_mod
+from dyssect_ctrl.planner import short as short_mod
+from tests.plan_checker import violations
+
+P = Params(sigma=0.4)
+
+needs_gurobi = pytest.mark.skipif(
+    not milp.gurobi_available(), reason="gurobipy cannot solve here (not installed or no licence)"
+)
+
+
+def _hard_short(s: int, m: int, tries: int = 200):
+    """Short instances where the greedy repair does not meet the lower bound (MILP needed)."""
+    caps = core.Caps.of(P)
+    out = []
+    for k in range(tries):
+        loads = instance(s, m, k, seed=3)
+        lr = plan(loads, P, m, Plan.initial(s), mode="long", solver="greedy")
+        w, e = lr.plan.working, lr.plan.offloading
+        cur = random_current(s, w, e, random.Random(k))
+        rep = short_mod.repair(loads, w, e, caps, cur)
+        lb = short_mod.lower_bound(loads, w, e, caps, cur)
+        if rep is None or short_mod.migrations(rep[0], rep[1], w, cur) > lb:
+            out.append((loads, w, e, cur))
+    return out
+
+
+@needs_gurobi
+def test_highs_and_gurobi_same_objective_on_placement_models():
+    caps = core.Caps.of(P)
+    cases = _hard_short(16, 8)[:6]
+    assert cases, "no instance needing the MILP found"
+    for loads, w, e, cur in cases:
+        model = formulation.build(loads, w, e, caps, current=cur)
+        h = milp.solve_highs(model.milp, 20.0)
+        g = milp.solve_gurobi(model.milp, 20.0)
+        assert h.status == g.status == "optimal"
+        assert h.objective == pytest.approx(g.objective, abs=1e-6)
+        rh = plan(loads, P, w + e, cur, mode="short", solver="highs")
+        rg = plan(loads, P, w + e, cur, mode="short", solver="gurobi")
+        assert rh.optimal and rg.optimal
+        assert rh.plan.migrations(cur) == rg.plan.migrations(cur)
+    # long feasibility models, at the optimum and one core below it
+    for k in range(6):
+        loads = instance(12, 6, k, seed=9)
+        lr = plan(loads, P, 6, Plan.initial(12), mode="long", solver="highs")
+        w, e = lr.plan.working, lr.plan.offloading
+        for ww, ee in ((w, e), (max(1, w - 1), 0)):
+            model = formulation.build(loads, ww, ee, caps, symmetry=True)
+            h = milp.solve_highs(model.milp, 20.0)
+            g = milp.solve_gurobi(model.milp, 20.0)
+            assert h.status == g.status
+
+
+@needs_gurobi
+def test_highs_and_gurobi_same_plain_milp_optimum():
+    from dyssect_ctrl.planner import baseline
+
+    for k in range(4):
+        loads = instance(8, 4, k, seed=2)
+        m = baseline.plain_long(loads, P, 4)
+        h = milp.solve_highs(m, 20.0)
+        g = milp.solve_gurobi(m, 20.0)
+        assert h.status == g.status == "optimal"
+        assert h.objective == pytest.approx(g.objective, abs=1e-6)
+        ours = plan(loads, P, 4, Plan.initial(8), mode="long", solver="gurobi")
+        assert ours.objective == pytest.approx(h.objective, abs=1e-6)
+
+
+@needs_gurobi
+def test_gurobi_over_licence_falls_back_to_greedy(monkeypatch):
+    cases = [c for c in _hard_short(256, 32, tries=60) if 256 * c[1] > milp.LIMITED_VARS]
+    if not cases:
+        pytest.skip("no 256x32 instance needs a MILP larger than the licence")
+    loads, w, e, cur = cases[0]
+    monkeypatch.setattr(milp, "_gurobi_state", {**milp._gurobi_state, "limited": True})
+    res = plan(loads, P, 32, cur, mode="short", solver="gurobi")
+    assert res.solver == "greedy"
+    assert res.fallback and "licence" in res.fallback
+    assert not violations(res.plan, loads, P, 32, check_caps=res.feasible)
+
+
+def test_auto_picks_highs_when_gurobi_cannot_hold_the_model():
+    from dyssect_ctrl.planner import resolve_solver
+
+    assert resolve_solver("auto", 256, 32) == "highs"  # 8000+ variables: over any pip licence
+    if milp.gurobi_available():
+        assert resolve_solver("auto", 16, 8) == "gurobi"
+    else:
+        assert resolve_solver("auto", 16, 8) == "highs"
+
+
+def test_greedy_never_infeasible_and_within_one_core():
+    """Empirical bound, asserted: greedy core count <= optimum + 1 (docs/planner.md)."""
+    worse = 0
+    n = 0
+    for s, m in ((16, 8), (64, 16), (24, 6)):
+        for k in range(40):
+            loads = instance(s, m, k, seed=21)
+            ex = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs")
+            gr = plan(loads, P, m, Plan.initial(s), mode="long", solver="greedy",
+                      greedy_deadline_s=1.0)
+            assert not violations(gr.plan, loads, P, m, check_caps=gr.feasible)
+            if ex.feasible:
+                assert gr.feasible
+                assert gr.objective <= ex.objective + 1
+                worse += gr.objective > ex.objective
+            n += 1
+    assert n == 120
+    assert worse <= n // 10
+
+
+def test_greedy_never_infeasible_on_adversarial_small_instances():
+    rng = random.Random(4)
+    for _ in range(150):
+        s = rng.randint(1, 9)
+        m = rng.randint(1, 5)
+        params = Params(sigma=rng.choice([0.3, 0.5, 1.0, 2.0]),
+                        max_offloading_ratio=rng.choice([0.0, 0.5, 1.0]))
+        loads = [rng.choice([0.05, 0.3, 0.45, 0.5, 0.7, 0.9, 1.1]) for _ in range(s)]
+        ex = plan(loads, params, m, Plan.initial(s), mode="long", solver="highs")
+        gr = plan(loads, params, m, Plan.initial(s), mode="long", solver="greedy",
+                  greedy_deadline_s=1.0)
+        assert not violations(gr.plan, loads, params, m, check_caps=gr.feasible)
+        if ex.feasible:
+            assert gr.feasible, (loads, m, params)
+
+
+def test_failing_backend_falls_back_to_greedy_with_reason(monkeypatch):
+    cases = _hard_short(16, 8)
+    assert cases
+    loads, w, e, cur = cases[0]
+
+    def boom(*_a, **_k):
+        raise milp.BackendError("highs: injected failure")
+
+    monkeypatch.setattr(milp, "solve_highs", boom)
+    res = plan(loads, P, w + e, cur, mode="short", solver="highs")
+    assert res.solver == "greedy"
+    assert res.fallback == "highs: injected failure"
+    assert res.feasible and not res.optimal
+    assert not violations(res.plan, loads, P, w + e)
+
+
+def test_timed_out_backend_without_incumbent_falls_back(monkeypatch):
+    cases = _hard_short(16, 8)
+    loads, w, e, cur = cases[0]
+    monkeypatch.setattr(
+        milp, "solve_highs",
+        lambda *_a, **_k: milp.MilpResult("nosolution", None, None, 0.05, "Time limit reached"),
+    )
+    res = plan(loads, P, w + e, cur, mode="short", solver="highs")
+    assert res.solver == "greedy"
+    assert "Time limit reached" in res.fallback
+    assert not violations(res.plan, loads, P, w + e)
+
+
+def test_long_backend_failure_records_reason(monkeypatch):
+    """Constructions made to miss the first level force the MILP; the MILP then fails."""
+    loads = instance(16, 8, 1)
+    ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    best = ex.objective
+    real = core.construct
+
+    def weak(ld, w, e, caps):
+        return None if w + e <= best else real(ld, w, e, caps)
+
+    monkeypatch.setattr(long_mod.core, "construct", weak)
+
+    def boom(*_a, **_k):
+        raise milp.BackendError("highs: injected failure")
+
+    monkeypatch.setattr(milp, "solve_highs", boom)
+    res = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    assert res.solver == "greedy" and res.fallback == "highs: injected failure"
+    assert res.feasible and not res.optimal
+    assert res.objective > best
+    assert not violations(res.plan, loads, P, 8)
+
+
+def test_long_milp_proves_level_when_constructions_miss(monkeypatch):
+    loads = instance(16, 8, 1)
+    ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    real = core.construct
+    monkeypatch.setattr(long_mod.core, "construct",
+                        lambda ld, w, e, caps: None if w + e <= ex.objective else real(ld, w, e, caps))
+    res = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    assert res.optimal and res.objective == ex.objective
+    assert not violations(res.plan, loads, P, 8)
+
+
+def test_time_limited_incumbent_is_kept(monkeypatch):
+    cases = _hard_short(16, 8)
+    loads, w, e, cur = cases[0]
+    real = milp.solve_highs
+
+    def limited(m, t, start=None):
+        r = real(m, t, start)
+        return milp.MilpResult("feasible", r.x, r.objective, r.seconds, "Time limit reached, gap 0.5")
+
+    monkeypatch.setattr(milp, "solve_highs", limited)
+    res = plan(loads, P, w + e, cur, mode="short", solver="highs")
+    assert res.solver == "highs" and res.fallback is None
+    assert res.feasible and not res.optimal
+    assert not violations(res.plan, loads, P, w + e)
