@@ -117,17 +117,21 @@ def plan_command(args: argparse.Namespace) -> int:
     solver_cfg = (config or Config()).solver
     from dyssect_ctrl import planner  # the heavy imports (highspy, gurobipy) only when planning
 
-    result = planner.plan(
-        snapshot.loads(),
-        snapshot.params,
-        snapshot.cores,
-        snapshot.current_or_initial(),
-        mode=args.mode,
-        solver=args.solver or solver_cfg.backend,
-        long_time_limit_s=solver_cfg.long_time_limit_s,
-        short_time_limit_s=solver_cfg.short_time_limit_s,
-        greedy_deadline_s=solver_cfg.greedy_deadline_s,
-    )
+    try:
+        result = planner.plan(
+            snapshot.loads(),
+            snapshot.params,
+            snapshot.cores,
+            snapshot.current_or_initial(),
+            mode=args.mode,
+            solver=args.solver or solver_cfg.backend,
+            long_time_limit_s=solver_cfg.long_time_limit_s,
+            short_time_limit_s=solver_cfg.short_time_limit_s,
+            greedy_deadline_s=solver_cfg.greedy_deadline_s,
+        )
+    except ValueError as e:  # the planner's refusal of an input; other exceptions are bugs
+        print(f"{PROG} plan: {e}", file=sys.stderr)
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(_finite(result.to_json()), allow_nan=False))
     else:
