@@ -1,0 +1,796 @@
+"""The epoch scheduler: measure every short epoch, plan, apply, and keep going through faults.
+
+Every short epoch (tick) the loop reads the data plane's stats on schedule. Every
+long_ms / short_ms ticks the long model runs (core counts), otherwise the short one (placement).
+Solves run on a separate solver thread, so a slow solve never delays a measurement: the loop
+waits for a short solve until the end of its own epoch and for a long solve until the next long
+epoch, measuring meanwhile. A solve that fails, is late, or comes back invalid is a fallback:
+the current plan stays if it still fits the capacity cap with the new loads, otherwise the greedy
+plan (hard deadline, computed on the loop thread) is applied. Every fallback is counted by reason.
+
+Snapshots are validated before use (dataplane.base.SnapshotValidator); a rejected one is
+counted and never planned on. After (re)connecting, the loop adopts the data plane's plan when
+it has none of its own (a restarted controller), or re-applies its own (a restarted bessd).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dyssect_ctrl.config import Config
+from dyssect_ctrl.dataplane.base import (
+    Dataplane,
+    DataplaneError,
+    PipelineAbsent,
+    PlanRejected,
+    Reading,
+    SnapshotRejected,
+    SnapshotValidator,
+    plan_problem,
+)
+from dyssect_ctrl.decision_log import Decision, DecisionLog, snapshot_digest
+from dyssect_ctrl.metrics import Metrics
+from dyssect_ctrl.model import Params, Plan, PlanResult, core_loads
+from dyssect_ctrl.planner import Planner
+from dyssect_ctrl.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+FIT_SLACK = 1e-9
+# Reconnect: retry on the next tick, then every second tick, so a restarted bessd is found
+# within two short epochs of answering again.
+RECONNECT_MAX_TICKS = 2
+# A solve running this many long epochs is wedged: the loop stops feeding the watchdog so
+# systemd restarts the controller (which then adopts the running plan).
+WEDGED_LONG_EPOCHS = 10
+# A tick starting more than this fraction of an epoch late is skipped and counted as missed.
+LATE_TOLERANCE = 0.5
+
+PlannerFactory = Callable[[Config, str], Planner]
+
+
+def make_planner(config: Config, solver: str) -> Planner:
+    s = config.solver
+    return Planner(
+        config.params,
+        config.core_count,
+        config.shards,
+        solver=solver,
+        long_time_limit_s=s.long_time_limit_s,
+        short_time_limit_s=s.short_time_limit_s,
+        greedy_deadline_s=s.greedy_deadline_s,
+        scale_down_hysteresis=config.epochs.scale_down_hysteresis,
+    )
+
+
+def fits(plan: Plan, loads: list[float], params: Params) -> bool:
+    """Does `plan` keep every core under its load cap with these loads?"""
+    work, offl = core_loads(plan, loads, params)
+    return all(x <= params.rho_max_working + FIT_SLACK for x in work) and all(
+        x <= params.rho_max_offloading + FIT_SLACK for x in offl
+    )
+
+
+def fallback_reason(text: str) -> str:
+    """A metric label for the planner's free-text fallback reason."""
+    t = text.lower()
+    if "time limit" in t or "timeout" in t or "time_limit" in t or "deadline" in t:
+        return "timeout"
+    if "unavailable" in t or "licen" in t:
+        return "unavailable"
+    return "backend_error"
+
+
+class SolverThread:
+    """One daemon thread running solves in order; a wedged solve cannot block exit."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._jobs: deque[tuple[Future[Any], Callable[[], Any]]] = deque()
+        self.busy_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="solver", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        fut: Future[Any] = Future()
+        with self._cv:
+            self._jobs.append((fut, fn))
+            self._cv.notify()
+        return fut
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self.busy_since is not None or bool(self._jobs)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._closed:
+                    self._cv.wait()
+                if self._closed and not self._jobs:
+                    return
+                fut, fn = self._jobs.popleft()
+                self.busy_since = time.monotonic()
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # handed to the loop, which falls back
+                    fut.set_exception(e)
+            with self._cv:
+                self.busy_since = None
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+
+
+@dataclass
+class Pending:
+    """A solve handed to the solver thread."""
+
+    mode: str
+    future: Future[PlanResult]
+    base: Plan  # the plan it starts from; stale once another plan is applied
+    deadline: float  # monotonic
+    reading: Reading
+    loads: list[float]
+    read_done: float  # perf_counter at the end of the stats read it plans on
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        config: Config,
+        dataplane: Dataplane,
+        metrics: Metrics,
+        decisions: DecisionLog | None,
+        *,
+        notifier: Notifier | None = None,
+        planner_factory: PlannerFactory = make_planner,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.dataplane = dataplane
+        self.metrics = metrics
+        self.decisions = decisions
+        self.notifier = notifier or Notifier({})
+        self.planner_factory = planner_factory
+        self.clock = clock
+        self.validator = SnapshotValidator(config.shards, config.core_count)
+        self.planner = planner_factory(config, config.solver.backend)
+        self.greedy = planner_factory(config, "greedy")
+        self.solver = SolverThread()
+        self.pending: Pending | None = None
+        self.current: Plan | None = None
+        self.plan_id = 0
+        self.loop_epoch = 0
+        self.ready = False
+        self.connected = False
+        self.state = "starting"
+        self.last_reading: Reading | None = None
+        self.last_loads: list[float] = []
+        self.last_solve: dict[str, Any] = {}
+        self.counts: dict[str, int] = {
+            "fallbacks": 0,
+            "rejected": 0,
+            "missed": 0,
+            "migrations": 0,
+            "applied": 0,
+            "reconnects": 0,
+        }
+        # End of stats read -> plan applied, seconds (the benchmark reads these).
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        self._retry_at_tick = 0
+        self._failures = 0
+        self._last_error = ""
+        self._reload: Config | None = None
+        self._force_long = False
+        self._infeasible_logged = False
+        self._reload_lock = threading.Lock()
+        self._status: dict[str, Any] = {}
+        self._last_status_line = ""
+        self._last_status_at = -1e18
+        self.on_ready: Callable[[], None] | None = None
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    @property
+    def short_s(self) -> float:
+        return self.config.epochs.short_ms / 1000.0
+
+    @property
+    def ratio(self) -> int:
+        return self.config.epochs.long_ms // self.config.epochs.short_ms
+
+    def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:
+        """Tick every short epoch until `stop` is set (or max_ticks ticks ran)."""
+        next_tick = self.clock()
+        ticks = 0
+        while not stop.is_set():
+            self._take_reload()
+            self.tick(next_tick)
+            ticks += 1
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            next_tick += self.short_s
+            now = self.clock()
+            late = now - next_tick
+            if late > LATE_TOLERANCE * self.short_s:
+                skipped = math.ceil(late / self.short_s - LATE_TOLERANCE)
+                next_tick += skipped * self.short_s
+                self.loop_epoch += skipped
+                self.counts["missed"] += skipped
+                self.metrics.epochs_missed.inc(skipped)
+                log.warning("loop ran late: %d epoch(s) skipped", skipped)
+            stop.wait(max(0.0, next_tick - self.clock()))
+        self.state = "stopped"
+
+    def tick(self, started: float | None = None) -> None:
+        """One short epoch: (re)connect if needed, read, plan, apply, report."""
+        started = self.clock() if started is None else started
+        self.loop_epoch += 1
+        # A short epoch whose cores could not hold the load asks for the long model now:
+        # scaling up cannot wait for the next long epoch (scaling down still has hysteresis).
+        is_long = self.loop_epoch % self.ratio == 0 or self._force_long
+        self._force_long = False
+        self.metrics.epochs.labels(kind="long" if is_long else "short").inc()
+        epoch_end = started + self.short_s
+        try:
+            if not self.connected and not self._connect():
+                return
+            reading = self._read()
+            if reading is None:
+                return
+            self._plan(reading, is_long, epoch_end)
+        finally:
+            self._report()
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connect(self) -> bool:
+        if self.loop_epoch < self._retry_at_tick:
+            return False
+        try:
+            self.dataplane.connect()
+        except DataplaneError as e:
+            self._failures += 1
+            self._retry_at_tick = self.loop_epoch + min(self._failures, RECONNECT_MAX_TICKS)
+            text = str(e)
+            self.state = (
+                "pipeline absent" if isinstance(e, PipelineAbsent) else "waiting for data plane"
+            )
+            self.dataplane.health.reason = text
+            # The first failure and every change are logged; repeats every 100 tries.
+            if text != self._last_error or self._failures % 100 == 1:
+                log.warning("data plane: %s (retrying)", text)
+            self._last_error = text
+            self.metrics.dataplane_errors.labels(
+                kind="absent" if isinstance(e, PipelineAbsent) else "connect"
+            ).inc()
+            return False
+        self.connected = True
+        self._failures = 0
+        self._last_error = ""
+        self.validator.reset()
+        self.counts["reconnects"] += 1
+        self.metrics.reconnects.inc()
+        self.metrics.connected.set(1)
+        self.state = "running"
+        log.info("data plane connected: %s", self.dataplane.describe())
+        return True
+
+    def _lost(self, e: Exception, what: str) -> None:
+        self.connected = False
+        self.dataplane.close()
+        self.metrics.connected.set(0)
+        self.metrics.dataplane_errors.labels(kind=what).inc()
+        self.state = "waiting for data plane"
+        self._failures = 0
+        self._retry_at_tick = self.loop_epoch + 1
+        self._last_error = str(e)
+        self.dataplane.health.reason = str(e)
+        log.error("data plane lost during %s: %s", what, e)
+        if self.pending is not None:
+            self.pending = None  # planned on a session that is gone
+
+    # -- measurement -----------------------------------------------------------------------
+
+    def _read(self) -> Reading | None:
+        try:
+            reading = self.dataplane.read()
+        except SnapshotRejected as e:
+            self._rejected(e)
+            self._became_ready()
+            return None
+        except DataplaneError as e:
+            self._lost(e, "read")
+            return None
+        self._became_ready()
+        try:
+            self.validator.check(reading)
+        except SnapshotRejected as e:
+            self._rejected(e)
+            return None
+        self.last_reading = reading
+        snap = reading.snapshot
+        self.last_loads = snap.loads()
+        self.metrics.observe_dataplane(snap.drops, reading.packets_in, reading.packets_out)
+        if self.current is None:
+            self._adopt(reading)
+        elif reading.fresh:
+            self._reapply(reading)
+        try:
+            self.dataplane.idle(reading)
+        except DataplaneError as e:
+            self._lost(e, "idle")
+            return None
+        if self.current is not None:
+            self.metrics.observe_loads(
+                self.last_loads, self.current, self.config.params, self.config.core_count
+            )
+        return reading
+
+    def _rejected(self, e: SnapshotRejected) -> None:
+        self.counts["rejected"] += 1
+        self.metrics.rejected.labels(reason=e.reason).inc()
+        log.warning("snapshot rejected, not planned on (epoch %d): %s", self.loop_epoch, e)
+
+    def _became_ready(self) -> None:
+        if self.ready:
+            return
+        self.ready = True
+        self.notifier.ready(self._status_line())
+        log.info("first stats read: ready")
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def _adopt(self, reading: Reading) -> None:
+        plan = reading.snapshot.current
+        if plan is None:
+            plan = Plan.initial(self.config.shards)
+            log.info("data plane reports no plan: starting from W=1 E=0")
+            self._send(plan, reading, kind="initial", result=None, read_done=None)
+            return
+        self.current = plan
+        self.plan_id = reading.plan_id
+        log.info(
+            "adopted the data plane's plan %d: W=%d E=%d (not reset)",
+            reading.plan_id,
+            plan.working,
+            plan.offloading,
+        )
+
+    def _reapply(self, reading: Reading) -> None:
+        theirs = reading.snapshot.current
+        assert self.current is not None
+        if theirs == self.current:
+            log.info("reconnected: the data plane still runs plan %d", reading.plan_id)
+            return
+        log.warning(
+            "reconnected: the data plane runs W=%s E=%s, not ours (W=%d E=%d): re-applying",
+            getattr(theirs, "working", "-"),
+            getattr(theirs, "offloading", "-"),
+            self.current.working,
+            self.current.offloading,
+        )
+        ours = self.current
+        self.current = theirs if theirs is not None else Plan.initial(self.config.shards)
+        self._send(ours, reading, kind="reapply", result=None, read_done=None)
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _plan(self, reading: Reading, is_long: bool, epoch_end: float) -> None:
+        read_done = time.perf_counter()
+        loads = self.last_loads
+        assert self.current is not None
+        if self.pending is not None and not self._collect(
+            reading, loads, read_done, wait_until=epoch_end
+        ):
+            return  # still solving: this epoch measured, the guard ran
+        if self.solver.busy:
+            # A late solve is still running (its result will be dropped): no new solve now.
+            self._guard(loads, reading, read_done, reason="solver_busy")
+            return
+        mode = "long" if is_long else "short"
+        planner, base = self.planner, self.current
+        fn = (
+            (lambda: planner.long(loads, base)) if is_long else (lambda: planner.short(loads, base))
+        )
+        deadline = epoch_end + (self.config.epochs.long_ms - self.config.epochs.short_ms) / 1000.0
+        if not is_long:
+            deadline = epoch_end
+        self.pending = Pending(
+            mode, self.solver.submit(fn), base, deadline, reading, loads, read_done
+        )
+        self._collect(reading, loads, read_done, wait_until=epoch_end)
+
+    def _collect(
+        self, reading: Reading, loads: list[float], read_done: float, wait_until: float
+    ) -> bool:
+        """Wait for the pending solve until `wait_until`; True when it is settled."""
+        p = self.pending
+        assert p is not None
+        margin = min(0.002, self.short_s / 10)
+        timeout = max(0.0, min(wait_until, p.deadline) - self.clock() - margin)
+        try:
+            result = p.future.result(timeout=timeout)
+        except FutureTimeout:
+            if self.clock() < p.deadline - margin:
+                # A long solve may take several short epochs; until then keep the cap.
+                self._guard(loads, reading, read_done, reason=None)
+                return False
+            self.pending = None
+            self._fallback(
+                f"{p.mode} solve late (deadline passed)", "late", loads, reading, read_done
+            )
+            return True
+        except Exception as e:
+            self.pending = None
+            log.exception("planner failed on the %s model", p.mode)
+            self._fallback(f"{p.mode} solve failed: {e}", "solver_error", loads, reading, read_done)
+            return True
+        self.pending = None
+        if p.base != self.current:
+            self._fallback(
+                "solve result stale (plan changed meanwhile)", "stale", loads, reading, read_done
+            )
+            return True
+        self._solved(p, result, loads, reading)
+        return True
+
+    def _solved(self, p: Pending, result: PlanResult, loads: list[float], reading: Reading) -> None:
+        backend = result.solver
+        self.metrics.solve.labels(backend=backend, mode=p.mode).observe(result.solve_ms / 1000.0)
+        self.metrics.last_solve.labels(mode=p.mode).set(result.solve_ms / 1000.0)
+        self.metrics.infeasible.set(0 if result.feasible else 1)
+        self.last_solve = {
+            "mode": p.mode,
+            "backend": backend,
+            "solve_ms": round(result.solve_ms, 3),
+            "fallback": result.fallback,
+            "feasible": result.feasible,
+            "optimal": result.optimal,
+            "loop_epoch": self.loop_epoch,
+        }
+        if not result.feasible:
+            if p.mode == "short":
+                self._force_long = True
+            elif not self._infeasible_logged:
+                log.warning(
+                    "no plan meets the SLOs on all %d cores: best balance (%s)",
+                    self.config.core_count,
+                    result.message,
+                )
+                self._infeasible_logged = True
+        elif p.mode == "long":
+            self._infeasible_logged = False
+        if result.fallback:
+            self._count_fallback(fallback_reason(result.fallback), result.fallback)
+        problem = plan_problem(result.plan, self.config.shards, self.config.core_count)
+        if problem is not None:
+            self._fallback(
+                f"planner returned an invalid plan: {problem}",
+                "invalid_plan",
+                loads,
+                reading,
+                p.read_done,
+            )
+            return
+        self._send(result.plan, reading, kind=p.mode, result=result, read_done=p.read_done)
+
+    def _count_fallback(self, reason: str, text: str) -> None:
+        self.counts["fallbacks"] += 1
+        self.metrics.fallbacks.labels(reason=reason).inc()
+        log.warning("fallback (%s): %s", reason, text)
+
+    def _guard(
+        self, loads: list[float], reading: Reading, read_done: float, reason: str | None
+    ) -> None:
+        """No solve result this epoch: act only if the current plan breaks the cap."""
+        assert self.current is not None
+        if fits(self.current, loads, self.config.params):
+            return
+        self._fallback(
+            "current plan over the capacity cap while a solve is pending",
+            reason or "over_cap_pending",
+            loads,
+            reading,
+            read_done,
+        )
+
+    def _fallback(
+        self, text: str, reason: str, loads: list[float], reading: Reading, read_done: float
+    ) -> None:
+        """Keep the current plan if it fits the cap, else apply the greedy plan."""
+        assert self.current is not None
+        self._count_fallback(reason, text)
+        if fits(self.current, loads, self.config.params):
+            return
+        t0 = time.perf_counter()
+        try:
+            result = self.greedy.short(loads, self.current)
+            if not result.feasible or not fits(result.plan, loads, self.config.params):
+                result = self.greedy.long(loads, self.current)
+        except Exception:
+            log.exception("greedy planner failed: the current plan stays")
+            return
+        self.metrics.solve.labels(backend="greedy", mode="fallback").observe(
+            time.perf_counter() - t0
+        )
+        self.last_solve = {
+            "mode": "fallback",
+            "backend": "greedy",
+            "solve_ms": round(result.solve_ms, 3),
+            "fallback": reason,
+            "feasible": result.feasible,
+            "optimal": False,
+            "loop_epoch": self.loop_epoch,
+        }
+        self.metrics.infeasible.set(0 if result.feasible else 1)
+        problem = plan_problem(result.plan, self.config.shards, self.config.core_count)
+        if problem is not None:
+            log.error("greedy plan invalid (%s): the current plan stays", problem)
+            return
+        self._send(
+            result.plan,
+            reading,
+            kind="fallback",
+            result=result,
+            read_done=read_done,
+            fallback=reason,
+        )
+
+    # -- applying --------------------------------------------------------------------------
+
+    def _send(
+        self,
+        plan: Plan,
+        reading: Reading,
+        *,
+        kind: str,
+        result: PlanResult | None,
+        read_done: float | None,
+        fallback: str | None = None,
+    ) -> None:
+        old = self.current
+        if plan == old:
+            if read_done is not None:
+                self.latencies.append(time.perf_counter() - read_done)
+            return
+        problem = plan_problem(plan, self.config.shards, self.config.core_count)
+        if problem is not None:
+            self.metrics.plans_refused.labels(reason="invalid").inc()
+            log.error("not applying an invalid plan (%s)", problem)
+            return
+        try:
+            applied = self.dataplane.apply(plan)
+        except PlanRejected as e:
+            self.metrics.plans_refused.labels(reason="rejected").inc()
+            log.error("the data plane refused the %s plan: %s", kind, e)
+            return
+        except DataplaneError as e:
+            self._lost(e, "apply")
+            return
+        if read_done is not None:
+            latency = time.perf_counter() - read_done
+            self.latencies.append(latency)
+            self.metrics.decision_latency.observe(latency)
+        base = old or Plan.initial(self.config.shards)
+        offload_changes = sum(
+            1 for a, b in zip(plan.offload, base.offload, strict=False) if abs(a - b) > 1e-12
+        )
+        self.current = plan
+        self.plan_id = applied.plan_id
+        self.counts["applied"] += 1
+        self.counts["migrations"] += applied.migrations
+        self.metrics.plans_applied.labels(kind=kind).inc()
+        self.metrics.migrations.inc(applied.migrations)
+        self.metrics.offload_changes.inc(offload_changes)
+        self.metrics.observe_loads(
+            self.last_loads or [0.0] * self.config.shards,
+            plan,
+            self.config.params,
+            self.config.core_count,
+        )
+        if old is None or (old.working, old.offloading) != (plan.working, plan.offloading):
+            log.info(
+                "plan %d (%s): W=%d E=%d, %d migrations",
+                applied.plan_id,
+                kind,
+                plan.working,
+                plan.offloading,
+                applied.migrations,
+            )
+        if self.decisions is not None:
+            self.decisions.write(
+                Decision(
+                    epoch=reading.snapshot.epoch,
+                    loop_epoch=self.loop_epoch,
+                    kind=kind,
+                    snapshot_digest=snapshot_digest(reading.snapshot),
+                    plan=plan,
+                    plan_id=applied.plan_id,
+                    backend=result.solver if result is not None else "none",
+                    solve_ms=result.solve_ms if result is not None else None,
+                    fallback=fallback or (result.fallback if result is not None else None),
+                    migrations=applied.migrations,
+                    feasible=result.feasible if result is not None else True,
+                )
+            )
+
+    # -- health, status, reload ------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """False when a solve has been stuck so long that a restart is the better cure."""
+        since = self.solver.busy_since
+        limit = WEDGED_LONG_EPOCHS * self.config.epochs.long_ms / 1000.0
+        return since is None or time.monotonic() - since < limit
+
+    def _status_line(self) -> str:
+        if not self.connected or self.current is None:
+            return f"{self.state}: {self.dataplane.health.reason}"
+        p = self.current
+        line = (
+            f"W={p.working} E={p.offloading} ({p.working + p.offloading}/"
+            f"{self.config.core_count} cores), plan {self.plan_id}"
+        )
+        if self.last_solve:
+            line += (
+                f", last solve {self.last_solve['solve_ms']:.1f} ms "
+                f"{self.last_solve['mode']}/{self.last_solve['backend']}"
+            )
+        return line
+
+    def _report(self) -> None:
+        if self.healthy():
+            self.notifier.watchdog()
+        elif self.loop_epoch % self.ratio == 0:
+            log.error(
+                "a solve has run for over %d long epochs: watchdog pings stopped",
+                WEDGED_LONG_EPOCHS,
+            )
+        line = self._status_line()
+        now = self.clock()
+        # STATUS= at most once a second: systemd keeps only the latest anyway.
+        if line != self._last_status_line and now - self._last_status_at >= 1.0:
+            self.notifier.status(line)
+            self._last_status_line = line
+            self._last_status_at = now
+        self._status = self._build_status(line)
+
+    def _build_status(self, line: str) -> dict[str, Any]:
+        p = self.current
+        params = self.config.params
+        cores: list[dict[str, Any]] = []
+        if p is not None and self.last_loads:
+            work, offl = core_loads(p, self.last_loads, params)
+            core_list = self.config.cores.list
+            m = len(core_list)
+            for role, loads, k, t, slo, cap, cpu_of in (
+                (
+                    "working",
+                    work,
+                    params.k_priority,
+                    params.t_working_us,
+                    params.slo_priority_us,
+                    params.rho_max_working,
+                    lambda i: core_list[i],
+                ),
+                (
+                    "offloading",
+                    offl,
+                    params.k_regular,
+                    params.t_offloading_us,
+                    params.slo_regular_us,
+                    params.rho_max_offloading,
+                    lambda j: core_list[m - 1 - j],
+                ),
+            ):
+                for i, rho in enumerate(loads):
+                    delay = Params.kingman_delay_us(rho, k, t)
+                    cores.append(
+                        {
+                            "role": role,
+                            "slot": i,
+                            "cpu": cpu_of(i),
+                            "load": round(rho, 4),
+                            "cap": round(cap, 4),
+                            "delay_us": round(delay, 3) if math.isfinite(delay) else None,
+                            "slo_us": slo,
+                            "shards": sum(1 for a in p.assignment if a == i)
+                            if role == "working"
+                            else None,
+                        }
+                    )
+        reading = self.last_reading
+        return {
+            "state": self.state,
+            "status": line,
+            "ready": self.ready,
+            "healthy": self.healthy(),
+            "dataplane": {
+                "kind": self.dataplane.kind,
+                "describe": self.dataplane.describe(),
+                "connected": self.connected,
+                "reason": self.dataplane.health.reason,
+            },
+            "loop_epoch": self.loop_epoch,
+            "dataplane_epoch": reading.snapshot.epoch if reading else None,
+            "epochs": {
+                "short_ms": self.config.epochs.short_ms,
+                "long_ms": self.config.epochs.long_ms,
+            },
+            "cores_total": self.config.core_count,
+            "plan": p.to_json() if p is not None else None,
+            "plan_id": self.plan_id,
+            "migrating": reading.migrating if reading else None,
+            "total_load": round(sum(self.last_loads), 4) if self.last_loads else 0.0,
+            "cores": cores,
+            "last_solve": dict(self.last_solve),
+            "counts": dict(self.counts),
+            "drops": dict(reading.snapshot.drops) if reading else {},
+            "solver_backend": self.config.solver.backend,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The last status document (built by the loop thread; safe to read from any thread)."""
+        return self._status
+
+    def request_reload(self, new: Config) -> None:
+        """Hand a validated config to the loop; it takes effect at the next tick."""
+        with self._reload_lock:
+            self._reload = new
+
+    def _take_reload(self) -> None:
+        with self._reload_lock:
+            new, self._reload = self._reload, None
+        if new is not None:
+            self.reload(new)
+
+    def reload(self, new: Config) -> set[str]:
+        """Take the keys that can change live; the others wait for a restart (logged)."""
+        from dyssect_ctrl.config import changed_keys
+
+        old = self.config
+        changed = changed_keys(old, new)
+        live_prefixes = ("model.", "solver.", "epochs.", "decision_log.", "log_level")
+        live = {k for k in changed if k.startswith(live_prefixes)}
+        later = changed - live
+        for key in sorted(later):
+            log.warning("config %s changed: takes effect after a restart (old value kept)", key)
+        merged = replace(
+            old,
+            params=new.params,
+            solver=new.solver,
+            epochs=new.epochs,
+            decision_log=new.decision_log,
+            log_level=new.log_level,
+        )
+        self.config = merged
+        if any(k.startswith(("model.", "solver.", "epochs.scale_down")) for k in live):
+            self.planner = self.planner_factory(merged, merged.solver.backend)
+            self.greedy = self.planner_factory(merged, "greedy")
+            self.pending = None
+        if self.decisions is not None and any(k.startswith("decision_log.") for k in live):
+            self.decisions.configure(merged.decision_log.max_bytes, merged.decision_log.backups)
+        if "log_level" in live:
+            logging.getLogger().setLevel(merged.log_level.upper())
+        log.info("config reloaded: %s", ", ".join(sorted(live)) or "no live changes")
+        return live
+
+    def close(self) -> None:
+        """Stop solving; nothing is sent to the data plane (it keeps the last applied plan)."""
+        self.pending = None
+        self.solver.close()
