@@ -16,12 +16,19 @@ def caps(params) -> tuple[float, float]:
     """rho_max for working and offloading cores, from the Kingman formula written out again."""
     kp = (params.ca_priority**2 + params.cs_priority**2) / 2.0
     kr = (params.ca_regular**2 + params.cs_regular**2) / 2.0
-    cw = min(params.rho_cap, params.slo_priority_us / (params.slo_priority_us + kp * params.t_working_us))
-    co = min(params.rho_cap, params.slo_regular_us / (params.slo_regular_us + kr * params.t_offloading_us))
+    cw = min(
+        params.rho_cap, params.slo_priority_us / (params.slo_priority_us + kp * params.t_working_us)
+    )
+    co = min(
+        params.rho_cap,
+        params.slo_regular_us / (params.slo_regular_us + kr * params.t_offloading_us),
+    )
     return cw, co
 
 
-def violations(plan, loads: Sequence[float], params, cores: int, *, check_caps: bool = True) -> list[str]:
+def violations(
+    plan, loads: Sequence[float], params, cores: int, *, check_caps: bool = True
+) -> list[str]:
     """Every broken rule of `plan`, as readable strings (empty list: the plan is valid)."""
     out: list[str] = []
     w, e = plan.working, plan.offloading
@@ -87,5 +94,7 @@ def max_core_load(plan, loads: Sequence[float], params) -> float:
     for s, v in enumerate(loads):
         local[plan.assignment[s]] += v * (1.0 - plan.offload[s])
         shed[plan.assignment[s]] += v * plan.offload[s]
-    off = [params.sigma * sum(shed[i] for i in range(w) if plan.pairing.get(i) == j) for j in range(e)]
+    off = [
+        params.sigma * sum(shed[i] for i in range(w) if plan.pairing.get(i) == j) for j in range(e)
+    ]
     return max(local + off)

@@ -21,8 +21,9 @@ def _check(res, loads, params, cores):
     assert not errs, errs
 
 
-loads_st = st.lists(st.floats(min_value=0.0, max_value=1.2, allow_nan=False), min_size=1,
-                    max_size=24)
+loads_st = st.lists(
+    st.floats(min_value=0.0, max_value=1.2, allow_nan=False), min_size=1, max_size=24
+)
 params_st = st.builds(
     Params,
     sigma=st.sampled_from([0.0, 0.25, 0.4, 1.0, 2.0]),
@@ -33,9 +34,14 @@ params_st = st.builds(
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(loads=loads_st, params=params_st, cores=st.integers(1, 8),
-       solver=st.sampled_from(["highs", "greedy"]), mode=st.sampled_from(["long", "both"]),
-       seed=st.integers(0, 1000))
+@given(
+    loads=loads_st,
+    params=params_st,
+    cores=st.integers(1, 8),
+    solver=st.sampled_from(["highs", "greedy"]),
+    mode=st.sampled_from(["long", "both"]),
+    seed=st.integers(0, 1000),
+)
 def test_every_plan_meets_every_constraint(loads, params, cores, solver, mode, seed):
     rng = random.Random(seed)
     s = len(loads)
@@ -46,7 +52,8 @@ def test_every_plan_meets_every_constraint(loads, params, cores, solver, mode, s
     if not res.feasible:
         # best-balance plan on every core it may use
         assert res.plan.working + res.plan.offloading == max(
-            ww + min(ww, params.max_offloading(ww), cores - ww) for ww in range(1, min(s, cores) + 1)
+            ww + min(ww, params.max_offloading(ww), cores - ww)
+            for ww in range(1, min(s, cores) + 1)
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -21,7 +22,8 @@ needs_gurobi = pytest.mark.skipif(
 
 
 def _hard_short(s: int, m: int, tries: int = 200):
-    """Short instances where the greedy repair does not meet the lower bound (MILP needed)."""
+    """Short instances where the greedy repair does not meet the lower bound: the exact search
+    or the MILP is needed to prove the optimum."""
     caps = core.Caps.of(P)
     out = []
     for k in range(tries):
@@ -36,8 +38,30 @@ def _hard_short(s: int, m: int, tries: int = 200):
     return out
 
 
+@pytest.fixture
+def no_search(monkeypatch):
+    """Make the exact search give up at once, so that the MILP backend has to run."""
+    monkeypatch.setattr(short_mod, "exact_search", lambda *a, **k: ("unknown", None, a[5]))
+
+
+def test_exact_search_matches_the_milp_optimum():
+    caps = core.Caps.of(P)
+    cases = _hard_short(16, 8) + _hard_short(64, 16, tries=60)
+    assert len(cases) >= 3
+    for loads, w, e, cur in cases:
+        lb = short_mod.lower_bound(loads, w, e, caps, cur)
+        status, found, k = short_mod.exact_search(loads, w, e, caps, cur, lb, 1e9, 1e18)
+        assert status == "found"
+        assert core.placement_ok(found[0], found[1], loads, w, e, caps)
+        assert short_mod.migrations(found[0], found[1], w, cur) == k
+        model = formulation.build(loads, w, e, caps, current=cur)
+        res = milp.solve_highs(model.milp, 30.0)
+        assert res.status == "optimal"
+        assert round(res.objective) == k
+
+
 @needs_gurobi
-def test_highs_and_gurobi_same_objective_on_placement_models():
+def test_highs_and_gurobi_same_objective_on_placement_models(no_search):
     caps = core.Caps.of(P)
     cases = _hard_short(16, 8)[:6]
     assert cases, "no instance needing the MILP found"
@@ -57,10 +81,16 @@ def test_highs_and_gurobi_same_objective_on_placement_models():
         lr = plan(loads, P, 6, Plan.initial(12), mode="long", solver="highs")
         w, e = lr.plan.working, lr.plan.offloading
         for ww, ee in ((w, e), (max(1, w - 1), 0)):
+            # the pairing formulation and the grouped one (what the long model uses) agree,
+            # on both solvers
             model = formulation.build(loads, ww, ee, caps, symmetry=True)
             h = milp.solve_highs(model.milp, 20.0)
             g = milp.solve_gurobi(model.milp, 20.0)
             assert h.status == g.status
+            far = time.perf_counter() + 30.0
+            hg = long_mod._pair_milp(loads, ww, ee, caps, "highs", far)[0]
+            gg = long_mod._pair_milp(loads, ww, ee, caps, "gurobi", far)[0]
+            assert hg == gg == ("found" if h.status == "optimal" else "infeasible")
 
 
 @needs_gurobi
@@ -79,11 +109,11 @@ def test_highs_and_gurobi_same_plain_milp_optimum():
 
 
 @needs_gurobi
-def test_gurobi_over_licence_falls_back_to_greedy(monkeypatch):
+def test_gurobi_over_licence_falls_back_to_greedy(monkeypatch, no_search):
     cases = [c for c in _hard_short(256, 32, tries=60) if 256 * c[1] > milp.LIMITED_VARS]
     if not cases:
         pytest.skip("no 256x32 instance needs a MILP larger than the licence")
-    loads, w, e, cur = cases[0]
+    loads, _w, _e, cur = cases[0]
     monkeypatch.setattr(milp, "_gurobi_state", {**milp._gurobi_state, "limited": True})
     res = plan(loads, P, 32, cur, mode="short", solver="gurobi")
     assert res.solver == "greedy"
@@ -109,8 +139,9 @@ def test_greedy_never_infeasible_and_within_one_core():
         for k in range(40):
             loads = instance(s, m, k, seed=21)
             ex = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs")
-            gr = plan(loads, P, m, Plan.initial(s), mode="long", solver="greedy",
-                      greedy_deadline_s=1.0)
+            gr = plan(
+                loads, P, m, Plan.initial(s), mode="long", solver="greedy", greedy_deadline_s=1.0
+            )
             assert not violations(gr.plan, loads, P, m, check_caps=gr.feasible)
             if ex.feasible:
                 assert gr.feasible
@@ -126,18 +157,20 @@ def test_greedy_never_infeasible_on_adversarial_small_instances():
     for _ in range(150):
         s = rng.randint(1, 9)
         m = rng.randint(1, 5)
-        params = Params(sigma=rng.choice([0.3, 0.5, 1.0, 2.0]),
-                        max_offloading_ratio=rng.choice([0.0, 0.5, 1.0]))
+        params = Params(
+            sigma=rng.choice([0.3, 0.5, 1.0, 2.0]), max_offloading_ratio=rng.choice([0.0, 0.5, 1.0])
+        )
         loads = [rng.choice([0.05, 0.3, 0.45, 0.5, 0.7, 0.9, 1.1]) for _ in range(s)]
         ex = plan(loads, params, m, Plan.initial(s), mode="long", solver="highs")
-        gr = plan(loads, params, m, Plan.initial(s), mode="long", solver="greedy",
-                  greedy_deadline_s=1.0)
+        gr = plan(
+            loads, params, m, Plan.initial(s), mode="long", solver="greedy", greedy_deadline_s=1.0
+        )
         assert not violations(gr.plan, loads, params, m, check_caps=gr.feasible)
         if ex.feasible:
             assert gr.feasible, (loads, m, params)
 
 
-def test_failing_backend_falls_back_to_greedy_with_reason(monkeypatch):
+def test_failing_backend_falls_back_to_greedy_with_reason(monkeypatch, no_search):
     cases = _hard_short(16, 8)
     assert cases
     loads, w, e, cur = cases[0]
@@ -153,11 +186,12 @@ def test_failing_backend_falls_back_to_greedy_with_reason(monkeypatch):
     assert not violations(res.plan, loads, P, w + e)
 
 
-def test_timed_out_backend_without_incumbent_falls_back(monkeypatch):
+def test_timed_out_backend_without_incumbent_falls_back(monkeypatch, no_search):
     cases = _hard_short(16, 8)
     loads, w, e, cur = cases[0]
     monkeypatch.setattr(
-        milp, "solve_highs",
+        milp,
+        "solve_highs",
         lambda *_a, **_k: milp.MilpResult("nosolution", None, None, 0.05, "Time limit reached"),
     )
     res = plan(loads, P, w + e, cur, mode="short", solver="highs")
@@ -193,21 +227,26 @@ def test_long_milp_proves_level_when_constructions_miss(monkeypatch):
     loads = instance(16, 8, 1)
     ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
     real = core.construct
-    monkeypatch.setattr(long_mod.core, "construct",
-                        lambda ld, w, e, caps: None if w + e <= ex.objective else real(ld, w, e, caps))
+    monkeypatch.setattr(
+        long_mod.core,
+        "construct",
+        lambda ld, w, e, caps: None if w + e <= ex.objective else real(ld, w, e, caps),
+    )
     res = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
     assert res.optimal and res.objective == ex.objective
     assert not violations(res.plan, loads, P, 8)
 
 
-def test_time_limited_incumbent_is_kept(monkeypatch):
+def test_time_limited_incumbent_is_kept(monkeypatch, no_search):
     cases = _hard_short(16, 8)
     loads, w, e, cur = cases[0]
     real = milp.solve_highs
 
     def limited(m, t, start=None):
         r = real(m, t, start)
-        return milp.MilpResult("feasible", r.x, r.objective, r.seconds, "Time limit reached, gap 0.5")
+        return milp.MilpResult(
+            "feasible", r.x, r.objective, r.seconds, "Time limit reached, gap 0.5"
+        )
 
     monkeypatch.setattr(milp, "solve_highs", limited)
     res = plan(loads, P, w + e, cur, mode="short", solver="highs")

@@ -43,8 +43,16 @@ def resolve_solver(solver: str, shards: int, cores: int) -> str:
 
 
 def _result(
-    p: Plan, loads: Sequence[float], params: Params, backend: str, out: LongOutcome | ShortOutcome,
-    t0: float, obj: float, *, optimal: bool | None = None, message: str | None = None,
+    p: Plan,
+    loads: Sequence[float],
+    params: Params,
+    backend: str,
+    out: LongOutcome | ShortOutcome,
+    t0: float,
+    obj: float,
+    *,
+    optimal: bool | None = None,
+    message: str | None = None,
 ) -> PlanResult:
     mw, mo = core.max_loads(p, loads, params)
     return PlanResult(
@@ -63,18 +71,26 @@ def _result(
 
 def _long(loads, params, cores, backend, long_t, greedy_t) -> LongOutcome:
     if backend == "gurobi" and not milp.gurobi_available():
-        out = solve_long(loads, params, cores, backend="greedy", time_limit_s=long_t,
-                         greedy_deadline_s=greedy_t)
+        out = solve_long(
+            loads, params, cores, backend="greedy", time_limit_s=long_t, greedy_deadline_s=greedy_t
+        )
         out.fallback = "gurobi unavailable"
         return out
-    return solve_long(loads, params, cores, backend=backend, time_limit_s=long_t,
-                      greedy_deadline_s=greedy_t)
+    return solve_long(
+        loads, params, cores, backend=backend, time_limit_s=long_t, greedy_deadline_s=greedy_t
+    )
 
 
 def plan(
-    loads: Sequence[float], params: Params, cores: int, current: Plan, *,
-    mode: Literal["long", "short", "both"] = "both", solver: str = "auto",
-    long_time_limit_s: float = 0.5, short_time_limit_s: float = 0.05,
+    loads: Sequence[float],
+    params: Params,
+    cores: int,
+    current: Plan,
+    *,
+    mode: Literal["long", "short", "both"] = "both",
+    solver: str = "auto",
+    long_time_limit_s: float = 0.5,
+    short_time_limit_s: float = 0.05,
     greedy_deadline_s: float = 0.005,
 ) -> PlanResult:
     t0 = time.perf_counter()
@@ -86,8 +102,9 @@ def plan(
         return _result(p, loads, params, backend, lo, t0, float(p.working + p.offloading))
     if mode == "short":
         w, e = current.working, current.offloading
-        so = solve_short(loads, params, w, e, current, backend=backend,
-                         time_limit_s=short_time_limit_s)
+        so = solve_short(
+            loads, params, w, e, current, backend=backend, time_limit_s=short_time_limit_s
+        )
         return _result(so.plan, loads, params, backend, so, t0, objective(so.plan, current))
     if mode != "both":
         raise ValueError(f"unknown mode {mode!r}")
@@ -99,8 +116,17 @@ def plan(
     so = solve_short(loads, params, w, e, current, backend=backend, time_limit_s=short_time_limit_s)
     so.fallback = so.fallback or lo.fallback
     msg = "; ".join(x for x in (lo.message, so.message) if x)
-    return _result(so.plan, loads, params, backend, so, t0, objective(so.plan, current),
-                   optimal=lo.optimal and so.optimal, message=msg)
+    return _result(
+        so.plan,
+        loads,
+        params,
+        backend,
+        so,
+        t0,
+        objective(so.plan, current),
+        optimal=lo.optimal and so.optimal,
+        message=msg,
+    )
 
 
 class Planner:
@@ -112,9 +138,16 @@ class Planner:
     """
 
     def __init__(
-        self, params: Params, cores: int, shards: int, *, solver: str = "auto",
-        long_time_limit_s: float = 0.5, short_time_limit_s: float = 0.05,
-        greedy_deadline_s: float = 0.005, scale_down_hysteresis: int = 3,
+        self,
+        params: Params,
+        cores: int,
+        shards: int,
+        *,
+        solver: str = "auto",
+        long_time_limit_s: float = 0.5,
+        short_time_limit_s: float = 0.05,
+        greedy_deadline_s: float = 0.005,
+        scale_down_hysteresis: int = 3,
     ) -> None:
         self.params = params
         self.cores = cores
@@ -141,8 +174,14 @@ class Planner:
     def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
         t0 = time.perf_counter()
         loads = [float(v) for v in loads]
-        lo = _long(loads, self.params, self.cores, self.backend, self.long_time_limit_s,
-                   self.greedy_deadline_s)
+        lo = _long(
+            loads,
+            self.params,
+            self.cores,
+            self.backend,
+            self.long_time_limit_s,
+            self.greedy_deadline_s,
+        )
         new_total = lo.plan.working + lo.plan.offloading
         cur_total = current.working + current.offloading
         hold = False
@@ -151,23 +190,43 @@ class Planner:
             self._down_votes += 1
             if self._down_votes < self.scale_down_hysteresis:
                 hold = True
-                note = (f"scale-down to {new_total} cores held "
-                        f"({self._down_votes}/{self.scale_down_hysteresis})")
+                note = (
+                    f"scale-down to {new_total} cores held "
+                    f"({self._down_votes}/{self.scale_down_hysteresis})"
+                )
             else:
                 self._down_votes = 0
         else:
             self._down_votes = 0
-            if lo.feasible and new_total == cur_total and (
-                lo.plan.working, lo.plan.offloading) != (current.working, current.offloading):
+            if (
+                lo.feasible
+                and new_total == cur_total
+                and (lo.plan.working, lo.plan.offloading) != (current.working, current.offloading)
+            ):
                 hold = True  # same core count: keep the current split, no churn
                 note = "same core count: current split kept"
         if hold:
-            so = solve_short(loads, self.params, current.working, current.offloading, current,
-                             backend=self.backend, time_limit_s=self.short_time_limit_s)
+            so = solve_short(
+                loads,
+                self.params,
+                current.working,
+                current.offloading,
+                current,
+                backend=self.backend,
+                time_limit_s=self.short_time_limit_s,
+            )
             if so.feasible:
-                return _result(so.plan, loads, self.params, self.backend, so, t0,
-                               float(current.working + current.offloading),
-                               optimal=False, message=note)
+                return _result(
+                    so.plan,
+                    loads,
+                    self.params,
+                    self.backend,
+                    so,
+                    t0,
+                    float(current.working + current.offloading),
+                    optimal=False,
+                    message=note,
+                )
             self._down_votes = 0
         p = lo.plan
         return _result(p, loads, self.params, self.backend, lo, t0, float(new_total))
@@ -175,6 +234,15 @@ class Planner:
     def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
         t0 = time.perf_counter()
         loads = [float(v) for v in loads]
-        so = solve_short(loads, self.params, current.working, current.offloading, current,
-                         backend=self.backend, time_limit_s=self.short_time_limit_s)
-        return _result(so.plan, loads, self.params, self.backend, so, t0, objective(so.plan, current))
+        so = solve_short(
+            loads,
+            self.params,
+            current.working,
+            current.offloading,
+            current,
+            backend=self.backend,
+            time_limit_s=self.short_time_limit_s,
+        )
+        return _result(
+            so.plan, loads, self.params, self.backend, so, t0, objective(so.plan, current)
+        )

@@ -53,13 +53,13 @@ def plain_long(loads: Sequence[float], params: Params, cores: int) -> Milp:
             m.row([p[s][i], r[s], a[s][i]], [1.0, -1.0, -1.0], -1.0, INF)
     for i in range(m_):
         col = [a[s][i] for s in range(n)]
-        m.row(col + [w[i]], [1.0] * n + [-1.0], 0.0, INF)
+        m.row([*col, w[i]], [1.0] * n + [-1.0], 0.0, INF)
         # local load
         m.row(col + [p[s][i] for s in range(n)], list(loads) + [-v for v in loads], -INF, cw)
         m.row([t[i]] + [p[s][i] for s in range(n)], [1.0] + [-v for v in loads], 0.0, 0.0)
         oi = [o[j][i] for j in range(m_)]
         m.row(oi, [1.0] * m_, -INF, 1.0)
-        m.row(oi + [w[i], e[0]], [1.0] * m_ + [-1.0, -1.0], -1.0, INF)  # res = w_i AND e_0
+        m.row([*oi, w[i], e[0]], [1.0] * m_ + [-1.0, -1.0], -1.0, INF)  # res = w_i AND e_0
         for j in range(m_):
             m.row([o[j][i], w[i]], [1.0, -1.0], -INF, 0.0)
             m.row([q[j][i], o[j][i]], [1.0, -u], -INF, 0.0)

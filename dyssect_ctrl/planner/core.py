@@ -98,7 +98,11 @@ class Bounds:
 
 
 def group_overflows(
-    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
+    assignment: Sequence[int],
+    pairing: dict[int, int],
+    loads: Sequence[float],
+    w: int,
+    e: int,
     caps: Caps,
 ) -> tuple[list[float], list[float], list[float]]:
     """Per working core load G_i and overflow o_i, per offloading core the sum of overflows."""
@@ -126,7 +130,11 @@ def structure_ok(assignment: Sequence[int], pairing: dict[int, int], w: int, e: 
 
 
 def placement_ok(
-    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
+    assignment: Sequence[int],
+    pairing: dict[int, int],
+    loads: Sequence[float],
+    w: int,
+    e: int,
     caps: Caps,
 ) -> bool:
     """Can some choice of r make this assignment and pairing meet every cap?"""
@@ -144,8 +152,13 @@ def placement_ok(
 
 
 def choose_offload(
-    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
-    caps: Caps, old: Sequence[float] | None = None,
+    assignment: Sequence[int],
+    pairing: dict[int, int],
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    old: Sequence[float] | None = None,
 ) -> tuple[float, ...]:
     """r per shard minimising sum |r - r_old| while every core meets its cap.
 
@@ -212,8 +225,13 @@ def choose_offload(
 
 
 def finish(
-    assignment: Sequence[int], pairing: dict[int, int], loads: Sequence[float], w: int, e: int,
-    caps: Caps, old_r: Sequence[float] | None = None,
+    assignment: Sequence[int],
+    pairing: dict[int, int],
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    old_r: Sequence[float] | None = None,
 ) -> Plan:
     r = choose_offload(assignment, pairing, loads, w, e, caps, old_r)
     return Plan(w, e, tuple(assignment), dict(pairing) if e else {}, r)
@@ -249,7 +267,9 @@ def _bins_to_assignment(bins: list[list[int]], n: int) -> list[int]:
     return a
 
 
-def _best_fit(order: Sequence[int], loads: Sequence[float], caps: Sequence[float]) -> list[list[int]] | None:
+def _best_fit(
+    order: Sequence[int], loads: Sequence[float], caps: Sequence[float]
+) -> list[list[int]] | None:
     rem = list(caps)
     bins: list[list[int]] = [[] for _ in caps]
     for s in order:
@@ -266,7 +286,9 @@ def _best_fit(order: Sequence[int], loads: Sequence[float], caps: Sequence[float
     return bins
 
 
-def _worst_fit(order: Sequence[int], loads: Sequence[float], caps: Sequence[float]) -> list[list[int]]:
+def _worst_fit(
+    order: Sequence[int], loads: Sequence[float], caps: Sequence[float]
+) -> list[list[int]]:
     """Largest remaining room first (LPT when caps are equal); never fails, may overfill."""
     rem = list(caps)
     bins: list[list[int]] = [[] for _ in caps]
@@ -412,7 +434,9 @@ def max_loads(plan: Plan, loads: Sequence[float], params: Params) -> tuple[float
 
 
 def balance_plan(
-    loads: Sequence[float], params: Params, cores: int,
+    loads: Sequence[float],
+    params: Params,
+    cores: int,
     pairs: Sequence[tuple[int, int]] | None = None,
 ) -> Plan:
     """Best-balance plan on all cores: bisect the common load cap z, keep the smallest that packs.

@@ -28,7 +28,9 @@ class Placement:
     y: list[list[int]]
 
     def decode(self, x: Sequence[float]) -> tuple[list[int], dict[int, int]]:
-        assignment = [max(range(self.w), key=lambda i, s=s: x[self.a[s][i]]) for s in range(len(self.a))]
+        assignment = [
+            max(range(self.w), key=lambda i, s=s: x[self.a[s][i]]) for s in range(len(self.a))
+        ]
         pairing = {}
         if self.e:
             for i in range(self.w):
@@ -51,7 +53,12 @@ class Placement:
 
 
 def build(
-    loads: Sequence[float], w: int, e: int, caps: Caps, *, current: Plan | None = None,
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    *,
+    current: Plan | None = None,
     symmetry: bool = False,
 ) -> Placement:
     """current given: minimise migrations against it; else a feasibility model (objective 0)."""
@@ -112,8 +119,130 @@ def build(
                 m.row(
                     [o[i][j] for j in range(e)] + [o[i + 1][j] for j in range(e)],
                     [float(j) for j in range(e)] + [-float(j) for j in range(e)],
-                    -INF, 0.0,
+                    -INF,
+                    0.0,
                 )
             m.lb[a[order[0]][0]] = 1.0
             m.lb[o[0][0]] = 1.0
     return Placement(m, w, e, a, o, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Long model feasibility: shards of equal load pooled, one model per split of W into E groups.
+
+
+def partitions(w: int, e: int) -> list[tuple[int, ...]]:
+    """Ways to split W working cores into E non-empty groups (sizes non-increasing)."""
+    out: list[tuple[int, ...]] = []
+
+    def rec(left: int, parts: int, cap: int, acc: tuple[int, ...]) -> None:
+        if parts == 0:
+            if left == 0:
+                out.append(acc)
+            return
+        for k in range(min(cap, left - (parts - 1)), 0, -1):
+            if k * parts < left:
+                break
+            rec(left - k, parts - 1, k, (*acc, k))
+
+    if e == 0:
+        return [()]
+    rec(w, e, w, ())
+    return out
+
+
+@dataclass
+class Grouped:
+    milp: Milp
+    w: int
+    e: int
+    classes: list[list[int]]  # shard ids per load class
+    n: list[list[int]]  # n[c][i]: variable, shards of class c on core i
+    group_of: list[int]  # core -> offloading slot
+
+    def decode(self, x: Sequence[float], shards: int) -> tuple[list[int], dict[int, int]]:
+        a = [0] * shards
+        for c, ids in enumerate(self.classes):
+            k = 0
+            for i in range(self.w):
+                for _ in range(round(x[self.n[c][i]])):
+                    if k < len(ids):
+                        a[ids[k]] = i
+                        k += 1
+        pairing = {i: self.group_of[i] for i in range(self.w)} if self.e else {}
+        return a, pairing
+
+
+def load_classes(loads: Sequence[float]) -> list[list[int]]:
+    by: dict[float, list[int]] = {}
+    for s, v in enumerate(loads):
+        by.setdefault(round(float(v), 12), []).append(s)
+    return sorted(by.values(), key=lambda ids: -loads[ids[0]])
+
+
+def build_grouped(
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    parts: tuple[int, ...],
+    classes: list[list[int]] | None = None,
+) -> Grouped:
+    """Feasibility of (W, E) with group sizes `parts`: integer counts per load class and core,
+    X_i >= 0 the load core i offloads. No pairing variables, no big-M; cores ordered by load
+    within a group and groups of equal size ordered by total, to break symmetry."""
+    classes = classes if classes is not None else load_classes(loads)
+    sizes = [float(loads[ids[0]]) for ids in classes]
+    m = Milp()
+    n = [[m.var(0.0, 0.0, float(len(ids))) for _ in range(w)] for ids in classes]
+    group_of: list[int] = []
+    for j, p in enumerate(parts):
+        group_of.extend([j] * p)
+    x = [m.var(0.0, 0.0, INF, integer=False) if e else -1 for _ in range(w)]
+    for c, ids in enumerate(classes):
+        m.row(n[c], [1.0] * w, float(len(ids)), float(len(ids)))
+    nc = len(classes)
+    for i in range(w):
+        col = [n[c][i] for c in range(nc)]
+        m.row(col, [1.0] * nc, 1.0, INF)
+        if e:
+            m.row([*col, x[i]], [*sizes, -1.0], -INF, caps.working)
+            m.row([*col, x[i]], [*sizes, -1.0], 0.0, INF)
+        else:
+            m.row(col, sizes, -INF, caps.working)
+    b = caps.offload_room
+    start = 0
+    firsts = []
+    for p in parts:
+        mem = list(range(start, start + p))
+        firsts.append(mem)
+        if math.isfinite(b):
+            m.row([x[i] for i in mem], [1.0] * p, -INF, b)
+        for i in mem[:-1]:  # loads non-increasing inside a group
+            m.row(
+                [n[c][i] for c in range(nc)] + [n[c][i + 1] for c in range(nc)],
+                sizes + [-v for v in sizes],
+                0.0,
+                INF,
+            )
+        start += p
+    if e == 0:
+        for i in range(w - 1):
+            m.row(
+                [n[c][i] for c in range(nc)] + [n[c][i + 1] for c in range(nc)],
+                sizes + [-v for v in sizes],
+                0.0,
+                INF,
+            )
+    for j in range(len(parts) - 1):
+        if parts[j] == parts[j + 1]:
+            a_mem, b_mem = firsts[j], firsts[j + 1]
+            m.row(
+                [n[c][i] for i in a_mem for c in range(nc)]
+                + [n[c][i] for i in b_mem for c in range(nc)],
+                [sizes[c] for _ in a_mem for c in range(nc)]
+                + [-sizes[c] for _ in b_mem for c in range(nc)],
+                0.0,
+                INF,
+            )
+    return Grouped(m, w, e, classes, n, group_of)

@@ -73,28 +73,54 @@ def solve_long(
                 fallback = f"{backend}: long time limit {time_limit_s} s used up at W+E={k}"
                 use_milp = False
                 break
-            model = formulation.build(loads, w, e, caps, symmetry=True)
             try:
-                res = milp.solve(backend, model.milp, left)
+                status, found, detail, n_solves = _pair_milp(
+                    loads, w, e, caps, backend, t0 + time_limit_s
+                )
             except milp.BackendError as exc:
                 proven = False
                 fallback = str(exc)
                 use_milp = False
                 break
-            solves += 1
-            if res.status in ("optimal", "feasible") and res.x is not None:
-                a, pairing = model.decode(res.x)
-                if core.placement_ok(a, pairing, loads, w, e, caps):
-                    plan = core.finish(a, pairing, loads, w, e, caps)
-                    return LongOutcome(plan, True, proven, fallback, "; ".join(notes), solves)
+            solves += n_solves
+            if status == "found" and found is not None:
+                return LongOutcome(found, True, proven, fallback, "; ".join(notes), solves)
+            if status != "infeasible":
                 proven = False
-                notes.append(f"{backend} returned a plan failing the check at W={w},E={e}")
-            elif res.status != "infeasible":
-                proven = False
-                notes.append(f"{backend}: no answer at W={w},E={e} ({res.detail})")
+                notes.append(f"{backend}: no answer at W={w},E={e} ({detail})")
     plan = core.balance_plan(loads, params, cores)
     msg = f"infeasible with all {cores} cores: best-balance plan on all cores"
     if notes:
         msg += "; " + "; ".join(notes)
     # infeasibility is proven when every level was ruled out by bounds or MILP
     return LongOutcome(plan, False, proven, fallback, msg, solves)
+
+
+def _pair_milp(
+    loads: Sequence[float], w: int, e: int, caps: core.Caps, backend: str, deadline: float
+) -> tuple[str, Plan | None, str, int]:
+    """Is (W, E) feasible? One grouped MILP per split of W into E groups.
+
+    Returns ("found", plan, "", solves), ("infeasible", None, "", solves) when every split is
+    proven infeasible, or ("unknown", None, detail, solves) when time ran out.
+    """
+    classes = formulation.load_classes(loads)
+    unknown = ""
+    solves = 0
+    for parts in formulation.partitions(w, e):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return "unknown", None, "time limit reached", solves
+        model = formulation.build_grouped(loads, w, e, caps, parts, classes)
+        res = milp.solve(backend, model.milp, left)
+        solves += 1
+        if res.status in ("optimal", "feasible") and res.x is not None:
+            a, pairing = model.decode(res.x, len(loads))
+            if core.placement_ok(a, pairing, loads, w, e, caps):
+                return "found", core.finish(a, pairing, loads, w, e, caps), "", solves
+            unknown = f"plan failing the check for groups {parts}"
+        elif res.status != "infeasible":
+            unknown = res.detail or res.status
+    if unknown:
+        return "unknown", None, unknown, solves
+    return "infeasible", None, "", solves

@@ -117,7 +117,10 @@ def solve_highs(m: Milp, time_limit: float, start: list[float] | None = None) ->
     lo = np.array([-inf if x == -INF else x for x in m.rows_lo], dtype=np.float64)
     hi = np.array([inf if x == INF else x for x in m.rows_hi], dtype=np.float64)
     h.addRows(
-        m.num_rows, lo, hi, len(m.index),
+        m.num_rows,
+        lo,
+        hi,
+        len(m.index),
         np.array(m.starts[:-1], dtype=np.int32),
         np.array(m.index, dtype=np.int32),
         np.array(m.value, dtype=np.float64),
@@ -138,7 +141,10 @@ def solve_highs(m: Milp, time_limit: float, start: list[float] | None = None) ->
     if has_sol:
         x = list(h.getSolution().col_value)
         return MilpResult(
-            "feasible", x, info.objective_function_value + m.offset, secs,
+            "feasible",
+            x,
+            info.objective_function_value + m.offset,
+            secs,
             f"{h.modelStatusToString(status)}, gap {info.mip_gap:.3g}",
         )
     return MilpResult("nosolution", None, None, secs, h.modelStatusToString(status))
@@ -247,7 +253,10 @@ def solve_gurobi(m: Milp, time_limit: float, start: list[float] | None = None) -
             return MilpResult("infeasible", None, None, secs)
         if g.SolCount > 0:
             return MilpResult(
-                "feasible", [v.X for v in xs], g.ObjVal + m.offset, secs,
+                "feasible",
+                [v.X for v in xs],
+                g.ObjVal + m.offset,
+                secs,
                 f"status {st}, gap {g.MIPGap:.3g}",
             )
         return MilpResult("nosolution", None, None, secs, f"status {st}")

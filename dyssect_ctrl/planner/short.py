@@ -21,6 +21,8 @@ from dyssect_ctrl.planner import core, formulation, milp
 from dyssect_ctrl.planner.core import EPS, Caps
 
 R_WEIGHT = 1e-3
+# longest exact search before the MILP (seconds)
+SEARCH_S = 0.004
 
 
 @dataclass
@@ -74,7 +76,9 @@ def lower_bound(loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan) -
     if e == 0:
         pairs = sum(1 for i in range(w) if cur.pairing.get(i) is not None)
         return max(empty, forced + need) + pairs
-    valid = {i: cur.pairing[i] for i in range(w) if cur.pairing.get(i) is not None and cur.pairing[i] < e}
+    valid = {
+        i: cur.pairing[i] for i in range(w) if cur.pairing.get(i) is not None and cur.pairing[i] < e
+    }
     invalid = w - len(valid)
     unserved = e - len(set(valid.values()))
     a_bound = max(empty, forced + need) + max(invalid, unserved)
@@ -139,7 +143,9 @@ class _State:
         return min(grp_left, self.caps.working + self.b - gi) + max(0.0, self.caps.working - gi)
 
 
-def repair(loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan) -> tuple[list[int], dict[int, int]] | None:
+def repair(
+    loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan
+) -> tuple[list[int], dict[int, int]] | None:
     n = len(loads)
     st = _State(loads, w, e, caps)
     pool: list[int] = []
@@ -249,7 +255,13 @@ def repair(loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan) -> tup
 
 
 def solve_short(
-    loads: Sequence[float], params: Params, w: int, e: int, cur: Plan, *, backend: str,
+    loads: Sequence[float],
+    params: Params,
+    w: int,
+    e: int,
+    cur: Plan,
+    *,
+    backend: str,
     time_limit_s: float,
 ) -> ShortOutcome:
     n = len(loads)
@@ -259,8 +271,14 @@ def solve_short(
     old_r = cur.offload if len(cur.offload) == n else None
     if not core.Bounds(loads, caps).possible(w, e):
         plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)])
-        return ShortOutcome(plan, False, True, None, f"no plan meets the caps with W={w}, E={e}: "
-                            "best-balance plan", 0)
+        return ShortOutcome(
+            plan,
+            False,
+            True,
+            None,
+            f"no plan meets the caps with W={w}, E={e}: best-balance plan",
+            0,
+        )
     lb = lower_bound(loads, w, e, caps, cur)
     rep = repair(loads, w, e, caps, cur)
     best: tuple[list[int], dict[int, int]] | None = rep
@@ -272,6 +290,24 @@ def solve_short(
     msg = ""
     optimal = False
     used = False
+    # exact search over few migrations, for a share of the time limit
+    status, found, k = exact_search(
+        loads,
+        w,
+        e,
+        caps,
+        cur,
+        lb,
+        best_cost,
+        time.perf_counter() + min(0.4 * time_limit_s, SEARCH_S),
+    )
+    if status == "found" and found is not None:
+        plan = core.finish(found[0], found[1], loads, w, e, caps, old_r)
+        return ShortOutcome(plan, True, True, None, "", lb)
+    if status == "none" and best is not None:
+        plan = core.finish(best[0], best[1], loads, w, e, caps, old_r)
+        return ShortOutcome(plan, True, True, None, "", lb)
+    lb = max(lb, k)
     if backend != "greedy":
         model = formulation.build(loads, w, e, caps, current=cur)
         start = None
@@ -305,7 +341,208 @@ def solve_short(
                 best = (list(plan_c.assignment), dict(plan_c.pairing))
         if best is None:
             plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)])
-            return ShortOutcome(plan, False, optimal, fallback,
-                                f"no plan found that meets the caps with W={w}, E={e}", lb, used)
+            return ShortOutcome(
+                plan,
+                False,
+                optimal,
+                fallback,
+                f"no plan found that meets the caps with W={w}, E={e}",
+                lb,
+                used,
+            )
     plan = core.finish(best[0], best[1], loads, w, e, caps, old_r)
     return ShortOutcome(plan, True, optimal, fallback, msg, lb, used)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact search on few migrations: iterative deepening over moves and re-pointings.
+
+
+class _Budget(Exception):
+    pass
+
+
+def exact_search(
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    cur: Plan,
+    lb: int,
+    ub: float,
+    deadline: float,
+) -> tuple[str, tuple[list[int], dict[int, int]] | None, int]:
+    """Is there a plan with fewer than `ub` migrations? Depth-first, k = lb, lb+1, ...
+
+    Only for the steady state (every shard on a slot < W, every slot used, pairing valid and
+    serving every offloading core), where migrations = moves + re-pointings and no shard or core
+    needs to change twice. Shards of equal load and destinations in equal state are tried once.
+    Returns ("found", plan, k) with k proven minimal, ("none", None, ub) when nothing below ub
+    exists, or ("unknown", None, k) when the deadline came first (k: every smaller count ruled
+    out).
+    """
+    n = len(loads)
+    if any(a >= w for a in cur.assignment):
+        return "unknown", None, lb
+    if e and any(cur.pairing.get(i) is None or cur.pairing[i] >= e for i in range(w)):
+        return "unknown", None, lb
+    where = list(cur.assignment)
+    g = [0.0] * w
+    cnt = [0] * w
+    for s in range(n):
+        g[where[s]] += loads[s]
+        cnt[where[s]] += 1
+    if min(cnt) == 0:
+        return "unknown", None, lb
+    pairing = dict(cur.pairing) if e else {}
+    if e and len(set(pairing.values())) != e:
+        return "unknown", None, lb
+    cw = caps.working
+    b = caps.offload_room
+    moved = [False] * n
+    repointed = [False] * w
+    by_core: list[list[int]] = [[] for _ in range(w)]
+    for s in sorted(range(n), key=lambda x: -loads[x]):
+        by_core[where[s]].append(s)
+    members = [0] * e
+    for i in range(w):
+        if e:
+            members[pairing[i]] += 1
+    nodes = [0]
+
+    def over(i: int) -> float:
+        return g[i] - cw if g[i] > cw else 0.0
+
+    def gover(j: int) -> float:
+        return sum(over(i) for i in range(w) if pairing[i] == j)
+
+    def need() -> tuple[int, int]:
+        """(lower bound on actions still needed, the core or group to fix first; -1: none)."""
+        if e == 0:
+            total = 0
+            worst, wx = -1, 0.0
+            for i in range(w):
+                x = g[i] - cw
+                if x > EPS:
+                    total += _min_removals([loads[s] for s in by_core[i] if not moved[s]], x)
+                    if x > wx:
+                        worst, wx = i, x
+            return total, worst
+        total = 0
+        worst, wx = -1, 0.0
+        for j in range(e):
+            mem = [i for i in range(w) if pairing[i] == j]
+            x = sum(over(i) for i in mem) - b
+            for i in mem:
+                x = max(x, g[i] - cw - b)
+            if x > EPS:
+                cands = []
+                for i in mem:
+                    oi = over(i)
+                    if oi > 0:
+                        if not repointed[i]:
+                            cands.append(oi)
+                        cands.extend(min(loads[s], oi) for s in by_core[i] if not moved[s])
+                total += _min_removals(cands, x)
+                if x > wx:
+                    worst, wx = j, x
+        return total, worst
+
+    def move(s: int, d: int) -> int:
+        i = where[s]
+        where[s] = d
+        g[i] -= loads[s]
+        g[d] += loads[s]
+        cnt[i] -= 1
+        cnt[d] += 1
+        moved[s] = True
+        by_core[i].remove(s)
+        by_core[d].append(s)
+        return i
+
+    def unmove(s: int, i: int) -> None:
+        d = where[s]
+        where[s] = i
+        g[d] -= loads[s]
+        g[i] += loads[s]
+        cnt[d] -= 1
+        cnt[i] += 1
+        moved[s] = False
+        by_core[d].remove(s)
+        by_core[i].append(s)
+        by_core[i].sort(key=lambda x: -loads[x])
+
+    def dest_key(d: int) -> tuple:
+        return (
+            round(g[d], 9),
+            round(gover(pairing[d]), 9) if e else 0,
+            pairing.get(d, 0) if e else 0,
+        )
+
+    def dfs(k: int) -> bool:
+        nodes[0] += 1
+        if nodes[0] % 256 == 0 and time.perf_counter() > deadline:
+            raise _Budget
+        lbk, target = need()
+        if target < 0:
+            return True
+        if lbk > k or k == 0:
+            return False
+        sources = (
+            [target] if e == 0 else [i for i in range(w) if pairing[i] == target and over(i) > 0]
+        )
+        if e and target >= 0:
+            # a core above Cw + B on its own must shed shards
+            pass
+        for i in sources:
+            if e and not repointed[i] and members[pairing[i]] >= 2:
+                oi = over(i)
+                seen = set()
+                for j2 in range(e):
+                    if j2 == pairing[i] or j2 in seen:
+                        continue
+                    if gover(j2) + oi > b + EPS:
+                        continue
+                    seen.add(j2)
+                    old = pairing[i]
+                    pairing[i] = j2
+                    members[old] -= 1
+                    members[j2] += 1
+                    repointed[i] = True
+                    if dfs(k - 1):
+                        return True
+                    repointed[i] = False
+                    members[j2] -= 1
+                    members[old] += 1
+                    pairing[i] = old
+            tried_sizes = set()
+            for s in list(by_core[i]):
+                if moved[s] or cnt[i] < 2:
+                    continue
+                key = round(loads[s], 12)
+                if key in tried_sizes:
+                    continue
+                tried_sizes.add(key)
+                seen_d = set()
+                for d in range(w):
+                    if d == i or (e and pairing[d] == pairing[i] and over(i) <= 0):
+                        continue
+                    dk = dest_key(d)
+                    if dk in seen_d:
+                        continue
+                    seen_d.add(dk)
+                    old_i = move(s, d)
+                    if dfs(k - 1):
+                        return True
+                    unmove(s, old_i)
+        return False
+
+    k = lb
+    try:
+        while k < ub:
+            if dfs(k):
+                return "found", (list(where), dict(pairing) if e else {}), k
+            k += 1
+    except _Budget:
+        return "unknown", None, k
+    return "none", None, k
