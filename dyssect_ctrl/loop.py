@@ -438,7 +438,7 @@ class ControlLoop:
             return True
         except Exception as e:
             self.pending = None
-            log.exception("planner failed on the %s model", p.mode)
+            log.debug("planner failed on the %s model", p.mode, exc_info=e)
             self._fallback(f"{p.mode} solve failed: {e}", "solver_error", loads, reading, read_done)
             return True
         self.pending = None
@@ -465,7 +465,7 @@ class ControlLoop:
             "loop_epoch": self.loop_epoch,
         }
         if not result.feasible:
-            if p.mode == "short":
+            if p.mode == "short" and p.base.working + p.base.offloading < self.config.core_count:
                 self._force_long = True
             elif not self._infeasible_logged:
                 log.warning(

@@ -66,8 +66,11 @@ class Service:
             self.status_server = StatusServer(self.config.status_socket, self.status)
         except OSError as e:
             # Status also comes from the metrics endpoint; not worth failing the service for.
-            log.error("status socket %s: %s (dyssect-ctrl status will use metrics)",
-                      self.config.status_socket, e)
+            log.error(
+                "status socket %s: %s (dyssect-ctrl status will use metrics)",
+                self.config.status_socket,
+                e,
+            )
 
     def status(self) -> dict[str, Any]:
         doc = dict(self.loop.status())

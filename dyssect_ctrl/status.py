@@ -144,8 +144,7 @@ def render(doc: dict[str, Any], console: Console) -> None:
     if solve:
         fb = f", fallback: {solve['fallback']}" if solve.get("fallback") else ""
         console.print(
-            f"last solve: {solve.get('mode')} {solve.get('backend')} "
-            f"{solve.get('solve_ms')} ms{fb}"
+            f"last solve: {solve.get('mode')} {solve.get('backend')} {solve.get('solve_ms')} ms{fb}"
         )
     table = Table(show_header=True, header_style="bold")
     for col in ("role", "slot", "cpu", "shards", "load", "cap", "delay us", "SLO us"):
