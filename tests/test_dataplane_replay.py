@@ -70,7 +70,7 @@ def test_recorded_current_plan_is_reported_until_one_is_applied(tmp_path: Path) 
     ("patch", "reason"),
     [
         (
-            lambda o: {**o, "shards": [{"packets": -4, "bytes": 0}] + o["shards"][1:]},
+            lambda o: {**o, "shards": [{"packets": -4, "bytes": 0}, *o["shards"][1:]]},
             "negative_counter",
         ),
         ({"drops": {"ring_full": -1}}, "negative_counter"),
