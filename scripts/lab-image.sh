@@ -68,6 +68,13 @@ rm -f "$ROOTFS/var/lib/dbus/machine-id"
 # No getty on a container console; it only fails and clutters `systemctl --failed`.
 chroot "$ROOTFS" systemctl mask console-getty.service getty@tty1.service \
     systemd-remount-fs.service >/dev/null 2>&1 || true
+# Trust the CAs this machine trusts (a TLS-inspecting egress proxy needs its CA inside the
+# containers too, for pip), and point pip at the system bundle like the host does.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/"
+    chroot "$ROOTFS" update-ca-certificates >/dev/null
+fi
+printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$ROOTFS/etc/pip.conf"
 chroot "$ROOTFS" apt-get clean
 
 echo "lab-image: importing as $IMAGE"
