@@ -317,11 +317,11 @@ class ControlLoop:
         except DataplaneError as e:
             self._lost(e, "read")
             return None
-        self._became_ready()
         try:
             self.validator.check(reading)
         except SnapshotRejected as e:
             self._rejected(e)
+            self._became_ready()
             return None
         self.last_reading = reading
         snap = reading.snapshot
@@ -331,6 +331,7 @@ class ControlLoop:
             self._adopt(reading)
         elif reading.fresh:
             self._reapply(reading)
+        self._became_ready()
         try:
             self.dataplane.idle(reading)
         except DataplaneError as e:

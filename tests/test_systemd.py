@@ -57,14 +57,14 @@ def test_abstract_socket_address() -> None:
         sock.close()
 
 
-def test_watchdog_is_rate_limited_to_a_quarter_interval(notify_socket) -> None:
+def test_watchdog_is_rate_limited_to_an_eighth_interval(notify_socket) -> None:
     path, sock = notify_socket
     n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"})
     assert n.watchdog_s == 4.0
     assert n.watchdog(now=100.0)
     assert recv(sock) == {"WATCHDOG": "1"}
-    assert not n.watchdog(now=100.5)  # under 1 s (a quarter of 4 s) since the last ping
-    assert n.watchdog(now=101.01)
+    assert not n.watchdog(now=100.45)  # under 0.5 s (an eighth of 4 s) since the last ping
+    assert n.watchdog(now=100.51)
     assert recv(sock) == {"WATCHDOG": "1"}
 
 
