@@ -104,6 +104,7 @@ class Row:
     errors: int = 0
     agree: int = 0
     compared: int = 0
+    ours_lower: int = 0  # baseline optimum above ours (e.g. the original's ordering constraint)
 
     def summary(self) -> dict[str, Any]:
         t = sorted(self.times_ms)
@@ -125,6 +126,7 @@ class Row:
             "infeasible": self.infeasible,
             "errors": self.errors,
             "agree_with_ours": f"{self.agree}/{self.compared}" if self.compared else "",
+            "ours_lower": self.ours_lower,
         }
 
 
@@ -318,6 +320,7 @@ def _plain(row, size, loads, params, m, cur, ours, limit) -> None:
         if res.status == "optimal" and ours["long"][1]:
             r.compared += 1
             r.agree += int(abs(w + e - ours["long"][0]) < 1e-6)
+            r.ours_lower += int(w + e > ours["long"][0] + 1e-6)
     model = baseline.plain_short(loads, params, cur.working, cur.offloading, cur)
     c0 = time.thread_time()
     res = milp.solve_highs(model, limit)
@@ -332,6 +335,7 @@ def _plain(row, size, loads, params, m, cur, ours, limit) -> None:
         if res.status == "optimal" and ours["short"][1]:
             r.compared += 1
             r.agree += int(abs(mig - ours["short"][0]) < 1e-6)
+            r.ours_lower += int(mig > ours["short"][0] + 1e-6)
 
 
 def _status(r: Row, status: str) -> None:
@@ -348,7 +352,7 @@ def _miqcp(row, size, loads, params, m, cur, ours, env, limit) -> None:
         ("long", lambda: baseline.miqcp_long(loads, params, m, env)),
         (
             "short",
-            lambda: baseline.miqcp_short(loads, params, cur.working, cur.offloading, cur, env),
+            lambda: baseline.miqcp_short(loads, params, cur.working, cur.offloading, cur, env, m),
         ),
     ):
         r = row(size, model, "MIQCP/gurobi")
@@ -370,6 +374,7 @@ def _miqcp(row, size, loads, params, m, cur, ours, env, limit) -> None:
             if res.status == "optimal" and ours[model][1]:
                 r.compared += 1
                 r.agree += int(abs(obj - ours[model][0]) < 1e-6)
+                r.ours_lower += int(obj > ours[model][0] + 1e-6)
         md.dispose()
 
 
@@ -453,6 +458,7 @@ def print_tables(result: dict[str, Any]) -> None:
         "infeasible",
         "licence err",
         "agrees w/ ours",
+        "ours lower",
     ]
     for c in cols:
         t.add_column(c, justify="right" if c not in ("model", "method") else "left")
@@ -474,6 +480,7 @@ def print_tables(result: dict[str, Any]) -> None:
             str(r["infeasible"]),
             str(r["errors"]),
             r["agree_with_ours"],
+            str(r["ours_lower"]) if r["agree_with_ours"] else "",
         )
     console.print(t)
     if result["ratios"]:

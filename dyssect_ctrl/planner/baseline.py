@@ -225,55 +225,69 @@ def miqcp_long(loads: Sequence[float], params: Params, cores: int, env: Any) -> 
 
 
 def miqcp_short(
-    loads: Sequence[float], params: Params, w_: int, e_: int, cur: Plan, env: Any
+    loads: Sequence[float],
+    params: Params,
+    w_: int,
+    e_: int,
+    cur: Plan,
+    env: Any,
+    cores: int | None = None,
 ) -> Any:
+    """The original short model: A and O over all M slots, slots >= W (>= E) kept empty."""
     import gurobipy as gp
     from gurobipy import GRB
 
     n = len(loads)
+    m_ = cores if cores is not None else w_ + e_
     cap = params.rho_cap
     md = gp.Model(env=env)
-    a = md.addVars(n, w_, vtype=GRB.BINARY)
-    o = md.addVars(max(e_, 1), w_, vtype=GRB.BINARY)
+    a = md.addVars(n, m_, vtype=GRB.BINARY)
+    o = md.addVars(m_, m_, vtype=GRB.BINARY)  # o[j, i]
     r = md.addVars(n, ub=1.0)
-    lw = md.addVars(w_, ub=cap)
-    lwe = md.addVars(w_, ub=cap)
-    le = md.addVars(max(e_, 1), ub=cap)
-    da = md.addVars(n, w_)
-    do = md.addVars(max(e_, 1), w_)
+    lw = md.addVars(m_, ub=cap)
+    lwe = md.addVars(m_, ub=cap)
+    le = md.addVars(m_, ub=cap)
+    da = md.addVars(n, m_)
+    do = md.addVars(m_, m_)
     # |x - x_old| through a difference variable, as the original's helper variables
     for s in range(n):
-        for i in range(w_):
+        for i in range(m_):
             z = md.addVar(lb=-1.0, ub=1.0)
             md.addConstr(z == a[s, i] - (1 if cur.assignment[s] == i else 0))
             md.addGenConstrAbs(da[s, i], z)
-    for j in range(max(e_, 1)):
-        for i in range(w_):
+    for j in range(m_):
+        for i in range(m_):
             z = md.addVar(lb=-1.0, ub=1.0)
-            md.addConstr(z == o[j, i] - (1 if e_ and cur.pairing.get(i) == j else 0))
+            md.addConstr(z == o[j, i] - (1 if cur.pairing.get(i) == j else 0))
             md.addGenConstrAbs(do[j, i], z)
     md.setObjective(da.sum() + do.sum(), GRB.MINIMIZE)
     if e_ == 0:
-        md.addConstrs(o[0, i] == 0 for i in range(w_))
+        md.addConstrs(o.sum("*", i) == 0 for i in range(m_))
         md.addConstrs(r[s] == 0 for s in range(n))
     else:
-        for i in range(w_):
-            md.addConstr(o.sum("*", i) == 1)
-        for j in range(e_):
-            md.addConstr(o.sum(j, "*") >= 1)
+        for i in range(m_):
+            md.addConstr(o.sum("*", i) == (1 if i < w_ else 0))
+        for j in range(m_):
+            if j < e_:
+                md.addConstr(o.sum(j, "*") >= 1)
+            else:
+                md.addConstr(o.sum(j, "*") == 0)
     for s in range(n):
         md.addConstr(a.sum(s, "*") == 1)
-    for i in range(w_):
-        md.addConstr(a.sum("*", i) >= 1)
-        if i + 1 < w_:
+    for i in range(m_):
+        if i < w_:
+            md.addConstr(a.sum("*", i) >= 1)
+        else:
+            md.addConstr(a.sum("*", i) == 0)
+        if i + 1 < m_:
             md.addConstr(a.sum("*", i) >= a.sum("*", i + 1))
         md.addQConstr(lw[i] == gp.quicksum(a[s, i] * loads[s] * (1 - r[s]) for s in range(n)))
         md.addQConstr(lwe[i] == gp.quicksum(a[s, i] * loads[s] * r[s] for s in range(n)))
         _kingman(
             gp, md, lw[i], params.k_priority, params.t_working_us, params.slo_priority_us, f"w{i}"
         )
-    for j in range(e_):
-        md.addQConstr(le[j] == params.sigma * gp.quicksum(o[j, i] * lwe[i] for i in range(w_)))
+    for j in range(m_):
+        md.addQConstr(le[j] == params.sigma * gp.quicksum(o[j, i] * lwe[i] for i in range(m_)))
         _kingman(
             gp, md, le[j], params.k_regular, params.t_offloading_us, params.slo_regular_us, f"e{j}"
         )

@@ -22,7 +22,7 @@ from dyssect_ctrl.planner.core import EPS, Caps
 
 R_WEIGHT = 1e-3
 # longest exact search before the MILP (seconds)
-SEARCH_S = 0.004
+SEARCH_S = 0.025
 
 
 @dataclass
@@ -299,7 +299,7 @@ def solve_short(
         cur,
         lb,
         best_cost,
-        time.perf_counter() + min(0.4 * time_limit_s, SEARCH_S),
+        time.perf_counter() + min(0.5 * time_limit_s, SEARCH_S),
     )
     if status == "found" and found is not None:
         plan = core.finish(found[0], found[1], loads, w, e, caps, old_r)
@@ -376,7 +376,8 @@ def exact_search(
 
     Only for the steady state (every shard on a slot < W, every slot used, pairing valid and
     serving every offloading core), where migrations = moves + re-pointings and no shard or core
-    needs to change twice. Shards of equal load and destinations in equal state are tried once.
+    needs to change twice. Shards of equal load and destinations in equal state are tried once;
+    at the last level a move or re-pointing is checked directly instead of recursing.
     Returns ("found", plan, k) with k proven minimal, ("none", None, ub) when nothing below ub
     exists, or ("unknown", None, k) when the deadline came first (k: every smaller count ruled
     out).
@@ -398,61 +399,75 @@ def exact_search(
     if e and len(set(pairing.values())) != e:
         return "unknown", None, lb
     cw = caps.working
-    b = caps.offload_room
+    b = caps.offload_room if e else 0.0
+    core_cap = cw + b
     moved = [False] * n
     repointed = [False] * w
     by_core: list[list[int]] = [[] for _ in range(w)]
     for s in sorted(range(n), key=lambda x: -loads[x]):
         by_core[where[s]].append(s)
-    members = [0] * e
+    grp = [pairing[i] if e else 0 for i in range(w)]
+    members = [0] * max(e, 1)
+    gsum = [0.0] * max(e, 1)
     for i in range(w):
-        if e:
-            members[pairing[i]] += 1
+        members[grp[i]] += 1
+        gsum[grp[i]] += max(0.0, g[i] - cw)
     nodes = [0]
 
     def over(i: int) -> float:
         return g[i] - cw if g[i] > cw else 0.0
 
-    def gover(j: int) -> float:
-        return sum(over(i) for i in range(w) if pairing[i] == j)
-
-    def need() -> tuple[int, int]:
-        """(lower bound on actions still needed, the core or group to fix first; -1: none)."""
+    def violated() -> list[int]:
+        """Groups (E > 0) or cores (E = 0) breaking a cap."""
         if e == 0:
-            total = 0
-            worst, wx = -1, 0.0
-            for i in range(w):
-                x = g[i] - cw
-                if x > EPS:
-                    total += _min_removals([loads[s] for s in by_core[i] if not moved[s]], x)
-                    if x > wx:
-                        worst, wx = i, x
-            return total, worst
+            return [i for i in range(w) if g[i] > cw + EPS]
+        bad = [j for j in range(e) if gsum[j] > b + EPS]
+        for i in range(w):
+            if g[i] > core_cap + EPS and grp[i] not in bad:
+                bad.append(grp[i])
+        return bad
+
+    def excess(t: int) -> float:
+        if e == 0:
+            return g[t] - cw
+        x = gsum[t] - b
+        for i in range(w):
+            if grp[i] == t and g[i] - core_cap > x:
+                x = g[i] - core_cap
+        return x
+
+    def sources(t: int) -> list[int]:
+        return [t] if e == 0 else [i for i in range(w) if grp[i] == t and g[i] > cw]
+
+    def need(bad: list[int], k: int) -> int:
         total = 0
-        worst, wx = -1, 0.0
-        for j in range(e):
-            mem = [i for i in range(w) if pairing[i] == j]
-            x = sum(over(i) for i in mem) - b
-            for i in mem:
-                x = max(x, g[i] - cw - b)
-            if x > EPS:
-                cands = []
-                for i in mem:
-                    oi = over(i)
-                    if oi > 0:
-                        if not repointed[i]:
-                            cands.append(oi)
-                        cands.extend(min(loads[s], oi) for s in by_core[i] if not moved[s])
-                total += _min_removals(cands, x)
-                if x > wx:
-                    worst, wx = j, x
-        return total, worst
+        for t in bad:
+            cands = []
+            for i in sources(t):
+                oi = over(i)
+                if e and not repointed[i]:
+                    cands.append(oi)
+                for s in by_core[i]:
+                    if not moved[s]:
+                        cands.append(min(loads[s], oi))
+                        if len(cands) > 2 * (k + 1):
+                            break
+            total += _min_removals(cands, excess(t))
+            if total > k:
+                return total
+        return total
+
+    def shift(i: int, dv: float) -> None:
+        j = grp[i]
+        gsum[j] -= over(i)
+        g[i] += dv
+        gsum[j] += over(i)
 
     def move(s: int, d: int) -> int:
         i = where[s]
         where[s] = d
-        g[i] -= loads[s]
-        g[d] += loads[s]
+        shift(i, -loads[s])
+        shift(d, loads[s])
         cnt[i] -= 1
         cnt[d] += 1
         moved[s] = True
@@ -463,8 +478,8 @@ def exact_search(
     def unmove(s: int, i: int) -> None:
         d = where[s]
         where[s] = i
-        g[d] -= loads[s]
-        g[i] += loads[s]
+        shift(d, -loads[s])
+        shift(i, loads[s])
         cnt[d] -= 1
         cnt[i] += 1
         moved[s] = False
@@ -472,65 +487,70 @@ def exact_search(
         by_core[i].append(s)
         by_core[i].sort(key=lambda x: -loads[x])
 
-    def dest_key(d: int) -> tuple:
-        return (
-            round(g[d], 9),
-            round(gover(pairing[d]), 9) if e else 0,
-            pairing.get(d, 0) if e else 0,
-        )
+    def repoint(i: int, j2: int) -> int:
+        old = grp[i]
+        o = over(i)
+        gsum[old] -= o
+        gsum[j2] += o
+        members[old] -= 1
+        members[j2] += 1
+        grp[i] = j2
+        repointed[i] = not repointed[i]
+        return old
+
+    def ok_now() -> bool:
+        return not violated()
 
     def dfs(k: int) -> bool:
         nodes[0] += 1
-        if nodes[0] % 256 == 0 and time.perf_counter() > deadline:
+        if nodes[0] % 128 == 0 and time.perf_counter() > deadline:
             raise _Budget
-        lbk, target = need()
-        if target < 0:
+        bad = violated()
+        if not bad:
             return True
-        if lbk > k or k == 0:
+        if k == 0 or need(bad, k) > k:
             return False
-        sources = (
-            [target] if e == 0 else [i for i in range(w) if pairing[i] == target and over(i) > 0]
-        )
-        if e and target >= 0:
-            # a core above Cw + B on its own must shed shards
-            pass
-        for i in sources:
-            if e and not repointed[i] and members[pairing[i]] >= 2:
+        if k == 1 and len(bad) > 1:
+            return False
+        t = max(bad, key=excess)
+        for i in sources(t):
+            if e and not repointed[i] and members[grp[i]] >= 2:
                 oi = over(i)
-                seen = set()
                 for j2 in range(e):
-                    if j2 == pairing[i] or j2 in seen:
+                    if j2 == grp[i] or gsum[j2] + oi > b + EPS:
                         continue
-                    if gover(j2) + oi > b + EPS:
-                        continue
-                    seen.add(j2)
-                    old = pairing[i]
-                    pairing[i] = j2
-                    members[old] -= 1
-                    members[j2] += 1
-                    repointed[i] = True
-                    if dfs(k - 1):
+                    old = repoint(i, j2)
+                    if ok_now() if k == 1 else dfs(k - 1):
                         return True
+                    repoint(i, old)
                     repointed[i] = False
-                    members[j2] -= 1
-                    members[old] += 1
-                    pairing[i] = old
-            tried_sizes = set()
+            if cnt[i] < 2:
+                continue
+            tried = set()
             for s in list(by_core[i]):
                 if moved[s] or cnt[i] < 2:
                     continue
                 key = round(loads[s], 12)
-                if key in tried_sizes:
+                if key in tried:
                     continue
-                tried_sizes.add(key)
+                tried.add(key)
                 seen_d = set()
                 for d in range(w):
-                    if d == i or (e and pairing[d] == pairing[i] and over(i) <= 0):
+                    if d == i:
                         continue
-                    dk = dest_key(d)
+                    dk = (round(g[d], 9), round(gsum[grp[d]], 9) if e else 0.0, grp[d] == grp[i])
                     if dk in seen_d:
                         continue
                     seen_d.add(dk)
+                    if k == 1:
+                        # last action: check it directly
+                        nodes[0] += 1
+                        old_i = move(s, d)
+                        good = ok_now()
+                        if good:
+                            return True
+                        unmove(s, old_i)
+                        continue
                     old_i = move(s, d)
                     if dfs(k - 1):
                         return True
@@ -541,7 +561,8 @@ def exact_search(
     try:
         while k < ub:
             if dfs(k):
-                return "found", (list(where), dict(pairing) if e else {}), k
+                final = {i: grp[i] for i in range(w)} if e else {}
+                return "found", (list(where), final), k
             k += 1
     except _Budget:
         return "unknown", None, k
