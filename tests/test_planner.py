@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -185,3 +186,19 @@ def test_available_backends_and_unknown_solver():
     assert b[0] == "highs" and b[-1] == "greedy"
     with pytest.raises(ValueError, match="unknown solver"):
         plan([0.1], P, 2, Plan.initial(1), solver="cplex")
+
+
+@pytest.mark.parametrize(
+    ("loads", "cores", "current", "message"),
+    [
+        ([], 2, Plan.initial(0), "no shards"),
+        ([0.1, float("nan")], 2, Plan.initial(2), "finite and >= 0 (shard 1"),
+        ([0.1, -0.2], 2, Plan.initial(2), "finite and >= 0 (shard 1"),
+        ([0.1], 0, Plan.initial(1), "cores must be >= 1"),
+        ([0.1, 0.2], 2, Plan.initial(3), "current plan has 3 shards, the loads 2"),
+        ([0.1, 0.2], 2, Plan(1, 0, (0, 1), {}, (0.0, 0.0)), "current plan is malformed"),
+    ],
+)
+def test_bad_inputs_are_refused(loads, cores, current, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan(loads, P, cores, current)

@@ -9,6 +9,7 @@ See docs/planner.md for the models and how optimality is proven.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -40,6 +41,24 @@ def resolve_solver(solver: str, shards: int, cores: int) -> str:
     n_vars = shards * cores + cores * cores
     n_rows = shards + 5 * cores + cores * cores
     return "gurobi" if milp.gurobi_fits(n_vars, n_rows) else "highs"
+
+
+def _validate(loads: Sequence[float], cores: int, current: Plan) -> list[float]:
+    """Refuse inputs no model can take (ValueError, which the CLI reports as one line)."""
+    out = [float(v) for v in loads]
+    if not out:
+        raise ValueError("no shards")
+    bad = [s for s, v in enumerate(out) if not math.isfinite(v) or v < 0.0]
+    if bad:
+        raise ValueError(f"shard load must be finite and >= 0 (shard {bad[0]}: {out[bad[0]]})")
+    if cores < 1:
+        raise ValueError(f"cores must be >= 1, got {cores}")
+    if len(current.assignment) != len(out):
+        raise ValueError(f"current plan has {len(current.assignment)} shards, the loads {len(out)}")
+    w, e = current.working, current.offloading
+    if w < 1 or e < 0 or any(not 0 <= a < w for a in current.assignment):
+        raise ValueError(f"current plan is malformed (W={w}, E={e}, assignment outside 0..W-1)")
+    return out
 
 
 def _result(
@@ -94,7 +113,7 @@ def plan(
     greedy_deadline_s: float = 0.005,
 ) -> PlanResult:
     t0 = time.perf_counter()
-    loads = [float(v) for v in loads]
+    loads = _validate(loads, cores, current)
     backend = resolve_solver(solver, len(loads), cores)
     if mode == "long":
         lo = _long(loads, params, cores, backend, long_time_limit_s, greedy_deadline_s)
@@ -173,7 +192,7 @@ class Planner:
 
     def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
         t0 = time.perf_counter()
-        loads = [float(v) for v in loads]
+        loads = _validate(loads, self.cores, current)
         lo = _long(
             loads,
             self.params,
@@ -233,7 +252,7 @@ class Planner:
 
     def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
         t0 = time.perf_counter()
-        loads = [float(v) for v in loads]
+        loads = _validate(loads, self.cores, current)
         so = solve_short(
             loads,
             self.params,
