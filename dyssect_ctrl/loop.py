@@ -54,6 +54,9 @@ RECONNECT_MAX_TICKS = 2
 WEDGED_LONG_EPOCHS = 10
 # A tick starting more than this fraction of an epoch late is skipped and counted as missed.
 LATE_TOLERANCE = 0.5
+# Slack past the solver's time limit (plus greedy deadline) before a solve counts as late,
+# as a fraction of the short epoch.
+DEADLINE_SLACK = 0.1
 
 PlannerFactory = Callable[[Config, str], Planner]
 
@@ -192,6 +195,8 @@ class ControlLoop:
         }
         # End of stats read -> plan applied, seconds (the benchmark reads these).
         self.latencies: deque[float] = deque(maxlen=100_000)
+        # The same, only for epochs that sent a plan to the data plane.
+        self.apply_latencies: deque[float] = deque(maxlen=100_000)
         self._retry_at_tick = 0
         self._failures = 0
         self._last_error = ""
@@ -409,9 +414,15 @@ class ControlLoop:
         fn = (
             (lambda: planner.long(loads, base)) if is_long else (lambda: planner.short(loads, base))
         )
-        deadline = epoch_end + (self.config.epochs.long_ms - self.config.epochs.short_ms) / 1000.0
-        if not is_long:
-            deadline = epoch_end
+        # The epoch's deadline: the solver's own time limit plus the greedy deadline and a
+        # little slack, never past the end of the epoch the plan is for.
+        s = self.config.solver
+        limit = s.long_time_limit_s if is_long else s.short_time_limit_s
+        slack = DEADLINE_SLACK * self.short_s
+        epoch_limit = epoch_end
+        if is_long:
+            epoch_limit += (self.config.epochs.long_ms - self.config.epochs.short_ms) / 1000.0
+        deadline = min(epoch_limit, self.clock() + limit + s.greedy_deadline_s + slack)
         self.pending = Pending(
             mode, self.solver.submit(fn), base, deadline, reading, loads, read_done
         )
@@ -587,6 +598,7 @@ class ControlLoop:
         if read_done is not None:
             latency = time.perf_counter() - read_done
             self.latencies.append(latency)
+            self.apply_latencies.append(latency)
             self.metrics.decision_latency.observe(latency)
         base = old or Plan.initial(self.config.shards)
         offload_changes = sum(

@@ -131,6 +131,22 @@ class Service:
         self.notifier.close()
 
 
+def pin(cpu: int) -> None:
+    """Run on cores.controller, away from the data-plane cores (systemd's CPUAffinity agrees)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+        if cpu not in allowed:
+            log.warning(
+                "cores.controller %d is not in this process's CPU set %s: not pinned",
+                cpu,
+                sorted(allowed),
+            )
+            return
+        os.sched_setaffinity(0, {cpu})
+    except OSError as e:
+        log.warning("cannot pin to CPU %d: %s", cpu, e)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dyssect-ctrl run", description="Run the Dyssect controller (systemd Type=notify)."
@@ -145,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     setup_logging(config.log_level)
     log.info("dyssect-ctrl %s starting with %s", __version__, args.config)
+    pin(config.cores.controller)
     try:
         service = Service(args.config, config)
         service.start_endpoints()

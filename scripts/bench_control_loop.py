@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Control-loop benchmark: stats read -> plan applied latency (p50/p99) and controller CPU.
+
+Runs the real ControlLoop (real planner, real epochs) for N short epochs against either a live
+bessd (--grpc-url, with the Dyssect pipeline loaded at S shards and M cores) or, without one,
+the replay data plane fed with generated snapshots whose load moves between levels. It says which
+one it measured. Target (issue 5): p99 < 20 ms and CPU < 10 % of one core.
+
+    python scripts/bench_control_loop.py                       # replay, S=64, M=16, 600 epochs
+    python scripts/bench_control_loop.py --grpc-url 127.0.0.1:10514 --pybess-path /opt/bess
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from dyssect_ctrl.config import parse_config
+from dyssect_ctrl.dataplane import open_dataplane
+from dyssect_ctrl.decision_log import DecisionLog
+from dyssect_ctrl.loop import ControlLoop
+from dyssect_ctrl.metrics import Metrics
+
+
+def write_snapshots(path: Path, epochs: int, shards: int, cores: int, seed: int) -> None:
+    """Load levels (in cores) that change every 50 epochs, skewed across shards, with noise."""
+    rng = random.Random(seed)
+    levels = [0.3 * cores, 0.55 * cores, 0.2 * cores, 0.45 * cores, 0.1 * cores]
+    weights = [rng.random() ** 2 + 0.02 for _ in range(shards)]
+    with path.open("w") as f:
+        for e in range(epochs):
+            total = levels[(e // 50) % len(levels)]
+            noisy = [w * rng.uniform(0.9, 1.1) for w in weights]
+            scale = total * 0.1 / 1e-6 / sum(noisy)
+            pk = [int(w * scale) for w in noisy]
+            line = {
+                "cores": cores,
+                "window_s": 0.1,
+                "shards": [{"packets": p, "bytes": 100 * p} for p in pk],
+            }
+            f.write(json.dumps(line) + "\n")
+
+
+def percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=600)
+    ap.add_argument("--shards", type=int, default=64)
+    ap.add_argument("--cores", type=int, default=16)
+    ap.add_argument("--short-ms", type=int, default=100)
+    ap.add_argument("--long-ms", type=int, default=1000)
+    ap.add_argument("--solver", default="highs")
+    ap.add_argument("--grpc-url", help="live bessd; without it the replay data plane is used")
+    ap.add_argument("--pybess-path", default="/opt/bess")
+    ap.add_argument("--module", default="dyssect")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true", help="also print the result as JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    tmp = Path(tempfile.mkdtemp(prefix="dyssect-bench-loop-"))
+    core_list = list(range(2, 2 + args.cores))
+    if args.grpc_url:
+        dataplane: dict[str, Any] = {
+            "kind": "bess",
+            "grpc_url": args.grpc_url,
+            "pybess_path": args.pybess_path,
+            "module": args.module,
+        }
+        source = f"live bessd at {args.grpc_url}"
+    else:
+        replay = tmp / "snapshots.jsonl"
+        write_snapshots(replay, args.epochs, args.shards, args.cores, args.seed)
+        dataplane = {"kind": "replay", "replay_file": str(replay)}
+        source = "replay data plane (generated snapshots; no live bessd)"
+    config = parse_config(
+        {
+            "dataplane": dataplane,
+            "cores": {"list": core_list, "controller": 1},
+            "shards": args.shards,
+            "epochs": {"short_ms": args.short_ms, "long_ms": args.long_ms},
+            "solver": {"backend": args.solver},
+            "state_dir": str(tmp / "state"),
+            "metrics": {"port": 0},
+        }
+    )
+    metrics = Metrics(CollectorRegistry())
+    decisions = DecisionLog(tmp / "state", 10 << 20, 1)
+    loop = ControlLoop(config, open_dataplane(config), metrics, decisions)
+
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.monotonic()
+    loop.run(threading.Event(), max_ticks=args.epochs)
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    loop.close()
+    decisions.close()
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+
+    every = [x * 1e3 for x in loop.latencies]
+    applied = [x * 1e3 for x in loop.apply_latencies]
+    result = {
+        "source": source,
+        "shards": args.shards,
+        "cores": args.cores,
+        "solver": args.solver,
+        "epochs": args.epochs,
+        "wall_s": round(wall, 2),
+        "decided_epochs": len(every),
+        "applied_plans": len(applied),
+        "missed_epochs": loop.counts["missed"],
+        "fallbacks": loop.counts["fallbacks"],
+        "rejected": loop.counts["rejected"],
+        "latency_ms_all": {
+            "p50": percentile(every, 50),
+            "p99": percentile(every, 99),
+            "max": max(every, default=float("nan")),
+        },
+        "latency_ms_applied": {
+            "p50": percentile(applied, 50),
+            "p99": percentile(applied, 99),
+            "max": max(applied, default=float("nan")),
+        },
+        "cpu_s": round(cpu, 3),
+        "cpu_share_of_one_core": cpu / wall,
+    }
+    print(f"control-loop benchmark: {source}")
+    print(
+        f"S={args.shards} M={args.cores} solver={args.solver} epochs={args.epochs} "
+        f"(short {args.short_ms} ms, long {args.long_ms} ms), wall {wall:.1f} s"
+    )
+    print(
+        f"epochs decided {len(every)}, plans applied {len(applied)}, missed "
+        f"{loop.counts['missed']}, fallbacks {loop.counts['fallbacks']}"
+    )
+    print(f"{'stats read -> plan applied':32} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, xs in (("every decided epoch", every), ("epochs that applied a plan", applied)):
+        print(
+            f"{name:32} {percentile(xs, 50):8.2f} {percentile(xs, 99):8.2f} "
+            f"{max(xs, default=float('nan')):8.2f}"
+        )
+    print(
+        f"controller CPU: {cpu:.2f} s over {wall:.1f} s = {100 * cpu / wall:.1f} % of one core"
+        f" (mean {statistics.fmean(every) if every else float('nan'):.2f} ms per decision)"
+    )
+    ok = result["latency_ms_all"]["p99"] < 20 and result["cpu_share_of_one_core"] < 0.10
+    print(f"target p99 < 20 ms and CPU < 10 % of one core: {'met' if ok else 'NOT met'}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
