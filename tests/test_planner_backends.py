@@ -6,6 +6,8 @@ import random
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dyssect_ctrl.bench import instance, random_current
 from dyssect_ctrl.model import Params, Plan
@@ -212,6 +214,11 @@ def test_long_backend_failure_records_reason(monkeypatch):
 
     monkeypatch.setattr(long_mod.core, "construct", weak)
 
+    def no_time(*_a, **_k):
+        raise core.SearchTimeout
+
+    monkeypatch.setattr(long_mod.core, "pack_search", no_time)
+
     def boom(*_a, **_k):
         raise milp.BackendError("highs: injected failure")
 
@@ -223,8 +230,12 @@ def test_long_backend_failure_records_reason(monkeypatch):
     assert not violations(res.plan, loads, P, 8)
 
 
-def test_long_milp_proves_level_when_constructions_miss(monkeypatch):
-    loads = instance(16, 8, 1)
+@pytest.mark.parametrize("search", [True, False], ids=["pack-search", "grouped-milp"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_long_proves_level_when_constructions_miss(monkeypatch, search, k):
+    """Constructions made to miss every level up to the optimum: the packing search, or (when
+    it is made to time out) the grouped MILP, must prove the lower levels empty and find one."""
+    loads = instance(16, 8, k)
     ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
     real = core.construct
     monkeypatch.setattr(
@@ -232,6 +243,12 @@ def test_long_milp_proves_level_when_constructions_miss(monkeypatch):
         "construct",
         lambda ld, w, e, caps: None if w + e <= ex.objective else real(ld, w, e, caps),
     )
+    if not search:
+
+        def no_time(*_a, **_k):
+            raise core.SearchTimeout
+
+        monkeypatch.setattr(long_mod.core, "pack_search", no_time)
     res = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
     assert res.optimal and res.objective == ex.objective
     assert not violations(res.plan, loads, P, 8)
@@ -253,3 +270,33 @@ def test_time_limited_incumbent_is_kept(monkeypatch, no_search):
     assert res.solver == "highs" and res.fallback is None
     assert res.feasible and not res.optimal
     assert not violations(res.plan, loads, P, w + e)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    loads=st.lists(
+        st.sampled_from([0.05, 0.1566732402065563, 0.3, 0.45, 0.62, 0.8, 0.95, 1.3]),
+        min_size=1,
+        max_size=8,
+    ),
+    w=st.integers(1, 4),
+    e=st.integers(0, 2),
+    sigma=st.sampled_from([0.4, 1.0, 2.0]),
+)
+def test_pack_search_agrees_with_the_pairing_milp(loads, w, e, sigma):
+    """The exact packing search (used to prove a level empty) against the MILP with pairing
+    variables, on feasibility of one (W, E)."""
+    e = min(e, w)
+    if w > len(loads):
+        return
+    caps = core.Caps.of(Params(sigma=sigma))
+    res = milp.solve_highs(formulation.build(loads, w, e, caps, symmetry=True).milp, 30.0)
+    assert res.status in ("optimal", "infeasible")
+    found = None
+    for parts in formulation.partitions(w, e):
+        found = core.pack_search(loads, parts, w, caps, time.perf_counter() + 30.0)
+        if found is not None:
+            pairing = dict(enumerate(long_mod._group_of(parts))) if e else {}
+            assert core.placement_ok(found, pairing, loads, w, e, caps)
+            break
+    assert (found is not None) == (res.status == "optimal")

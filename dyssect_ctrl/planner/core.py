@@ -473,3 +473,157 @@ def balance_plan(
         assert best is not None
     # r re-chosen for the real caps where that helps: keep the balanced assignment and pairing
     return best
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact packing search for a fixed (W, E) and group sizes (used when the constructions miss).
+
+
+class SearchTimeout(Exception):
+    pass
+
+
+def pack_search(
+    loads: Sequence[float], parts: Sequence[int], w: int, caps: Caps, deadline: float
+) -> list[int] | None:
+    """Depth-first packing of shards (largest first) onto W cores split into groups `parts`
+    (one offloading core each; empty `parts` means no offloading). Returns an assignment, None
+    when none exists (proven), or raises SearchTimeout.
+
+    Pruning: a shard goes only where its core and group stay within caps; the remaining load
+    must fit in the remaining room (sum of Cw - G_i below Cw plus B - group overflow); empty
+    cores must not outnumber the shards left; cores in the same state inside a group, groups in
+    the same state, and equal shards placed in non-decreasing core order are tried once.
+    """
+    import time as _time
+
+    n = len(loads)
+    order = sorted(range(n), key=lambda s: -loads[s])
+    v = [float(loads[s]) for s in order]
+    suffix = [0.0] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        suffix[k] = suffix[k + 1] + v[k]
+    cw = caps.working
+    e = len(parts)
+    b = caps.offload_room if e else 0.0
+    group_of: list[int] = []
+    for j, p in enumerate(parts):
+        group_of.extend([j] * p)
+    if not e:
+        group_of = [0] * w
+    first = [group_of.index(j) for j in range(max(e, 1))]
+    g = [0.0] * w
+    cnt = [0] * w
+    gover = [0.0] * max(e, 1)
+    where = [-1] * n
+    empty = [w]
+    nodes = [0]
+
+    neg = [-x for x in v]  # ascending, for bisect
+    # every subset sum of the shards from k on (sorted), while there are few: a room can only
+    # be filled up to the largest of them that fits
+    sums: list[list[float] | None] = [None] * (n + 1)
+    sums[n] = [0.0]
+    for kk in range(n - 1, -1, -1):
+        nxt = sums[kk + 1]
+        if nxt is None:
+            break
+        # deduplicated on rounded values, the exact sums kept (rounding would accumulate)
+        keyed = {round(x, 9): x for x in nxt}
+        for x in nxt:
+            y = x + v[kk]
+            keyed.setdefault(round(y, 9), y)
+        if len(keyed) > 2048:
+            break
+        sums[kk] = sorted(keyed.values())
+
+    def fits_sum(k: int, x: float) -> float:
+        """Total of the shards from k on that are no larger than x."""
+        p = bisect.bisect_left(neg, -x - EPS, k, n)
+        return suffix[p]
+
+    def room(k: int) -> float:
+        """Load the remaining shards can still add: per group (per core without offloading), its
+        room, but no more than the remaining shards small enough to fit in it."""
+        total = 0.0
+        same = v[k] == v[n - 1]  # the rest are equal: a room takes whole shards only
+
+        sk = sums[k]
+
+        def usable(r: float, absorb: float) -> float:
+            u = min(r, fits_sum(k, absorb))
+            if same and v[k] > 0:
+                u = min(u, math.floor(r / v[k] + EPS) * v[k])
+            if sk is not None:
+                u = min(u, sk[bisect.bisect_right(sk, r + 1e-7) - 1])
+            return u
+
+        if not e:
+            for x in g:
+                if x < cw:
+                    total += usable(cw - x, cw - x)
+            return total
+        for j in range(e):
+            mem = range(first[j], first[j] + parts[j])
+            local = [cw - g[i] for i in mem if g[i] < cw]
+            r = sum(local) + (b - gover[j])
+            absorb = (max(local) if local else 0.0) + (b - gover[j])
+            total += usable(r, absorb)
+        return total
+
+    def rec(k: int) -> bool:
+        nodes[0] += 1
+        if nodes[0] % 256 == 0 and _time.perf_counter() > deadline:
+            raise SearchTimeout
+        if k == n:
+            return empty[0] == 0
+        if empty[0] > n - k:
+            return False
+        if suffix[k] > room(k) + EPS:
+            return False
+        vk = v[k]
+        lo = where[k - 1] if k > 0 and v[k - 1] == vk else 0
+        seen: set = set()
+        for i in range(lo, w):
+            j = group_of[i]
+            key_core = (j, round(g[i], 12))
+            if key_core in seen:
+                continue
+            if e:
+                # groups of equal size in equal state are interchangeable
+                p = parts[j]
+                if j > 0 and parts[j - 1] == p:
+                    a0, b0 = first[j - 1], first[j]
+                    if sorted(g[a0 : a0 + p]) == sorted(g[b0 : b0 + p]) and i >= b0:
+                        continue
+            seen.add(key_core)
+            old_o = g[i] - cw if g[i] > cw else 0.0
+            ng = g[i] + vk
+            new_o = ng - cw if ng > cw else 0.0
+            if e:
+                if gover[j] - old_o + new_o > b + EPS:
+                    continue
+            elif new_o > EPS:
+                continue
+            g[i] = ng
+            gover[j] += new_o - old_o
+            cnt[i] += 1
+            if cnt[i] == 1:
+                empty[0] -= 1
+            where[k] = i
+            if rec(k + 1):
+                return True
+            where[k] = -1
+            if cnt[i] == 1:
+                empty[0] += 1
+            cnt[i] -= 1
+            gover[j] -= new_o - old_o
+            g[i] -= vk
+        return False
+
+    if not rec(0):
+        return None
+    a = [0] * n
+    for k, s in enumerate(order):
+        a[s] = where[k]
+    return a

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from dyssect_ctrl.model import Params, Plan
 from dyssect_ctrl.planner import core, formulation, milp
 
+# longest exact packing search per group split before its MILP (seconds)
+SEARCH_S = 0.1
+
 
 @dataclass
 class LongOutcome:
@@ -111,6 +114,22 @@ def _pair_milp(
         left = deadline - time.perf_counter()
         if left <= 0:
             return "unknown", None, "time limit reached", solves
+        # exact packing search first, for part of the time left; the MILP if it runs out
+        try:
+            found = core.pack_search(
+                loads, parts, w, caps, time.perf_counter() + min(SEARCH_S, 0.3 * left)
+            )
+        except core.SearchTimeout:
+            pass
+        else:
+            if found is None:
+                continue  # proven: no packing with these group sizes
+            pairing = {i: j for i, j in enumerate(_group_of(parts))} if e else {}
+            if core.placement_ok(found, pairing, loads, w, e, caps):
+                return "found", core.finish(found, pairing, loads, w, e, caps), "", solves
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return "unknown", None, "time limit reached", solves
         model = formulation.build_grouped(loads, w, e, caps, parts, classes)
         res = milp.solve(backend, model.milp, left)
         solves += 1
@@ -124,3 +143,10 @@ def _pair_milp(
     if unknown:
         return "unknown", None, unknown, solves
     return "infeasible", None, "", solves
+
+
+def _group_of(parts: Sequence[int]) -> list[int]:
+    out: list[int] = []
+    for j, p in enumerate(parts):
+        out.extend([j] * p)
+    return out
