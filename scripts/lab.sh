@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What `make lab` runs after host-deps and the venv: bring up the podman lab (lab_up.yml), then
+# deploy site.yml on it, printing the deploy time and the per-host recap. Run it twice: the second
+# run must report changed=0 for every host (the script says whether it did).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -d .venv/bin ]] && export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="${ANSIBLE_CONFIG:-$PWD/ansible.cfg}"
+log="${DYSSECT_LAB_LOG:-/tmp/dyssect-lab-site.log}"
+
+start=$(date +%s)
+ansible-playbook playbooks/lab_up.yml
+up=$(($(date +%s) - start))
+
+start=$(date +%s)
+set +e
+ansible-playbook -i inventory/lab site.yml "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+took=$(($(date +%s) - start))
+
+echo
+echo "lab: lab_up.yml took ${up} s; site.yml took ${took} s (rc ${rc}; log ${log})"
+recap=$(sed -n '/^PLAY RECAP/,/^$/p' "$log" | grep -E 'changed=' || true)
+if ((rc == 0)); then
+    if [[ -n "$recap" ]] && ! grep -qvE 'changed=0 ' <<<"$recap"; then
+        echo "lab: changed=0 on every host (idempotent re-run)"
+    else
+        echo "lab: some hosts changed (expected on the first run):"
+        grep -vE 'changed=0 ' <<<"$recap" | sed 's/^/  /'
+    fi
+fi
+exit "$rc"
