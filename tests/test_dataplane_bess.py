@@ -110,6 +110,12 @@ class Daemon:
         self.packets = 50_000  # per shard and window: 0.5 cores per shard at 1 us
         self.migrating = False
         self.reset_plan()
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.drops = {"ring_full": 0, "table_full": 0}
+        self.pin = 0
+        self.pout = 0
 
     def reset_plan(self) -> None:
         self.plan = Plan.initial(self.shards)
@@ -120,6 +126,7 @@ class Daemon:
         """bessd restarted: a new session, the pipeline rebuilt at its initial plan."""
         self.session += 1
         self.reset_plan()
+        self.reset_counters()
         self.epoch = 0
         self.running = {w: True for w in self.running}
 
@@ -138,6 +145,10 @@ class Daemon:
         if cmd == "get_stats":
             self.epoch += 1
             self.t += 0.1
+            # The plugin's drops and in/out counters are cumulative.
+            self.drops["ring_full"] += 2
+            self.pin += self.packets * self.shards
+            self.pout += self.packets * self.shards - 2
             p = self.plan
             shards = [
                 NS(
@@ -159,9 +170,9 @@ class Daemon:
                 working=p.working,
                 offloading=p.offloading,
                 pairing=[p.pairing.get(i, -1) for i in range(p.working)],
-                drops={"ring_full": 2, "table_full": 0},
-                packets_in=self.packets * self.shards,
-                packets_out=self.packets * self.shards - 2,
+                drops=dict(self.drops),
+                packets_in=self.pin,
+                packets_out=self.pout,
                 migrating=self.migrating,
                 plan_id=self.plan_id,
             )
@@ -254,9 +265,24 @@ def test_reads_stats_into_a_reading(rig) -> None:
     assert s.shards[0].flow_shares == (0.5, 0.25)
     assert s.current == Plan(2, 1, (1, 1, 0, 1, 0, 1, 0, 1), {0: 0}, (0.5, 0.0) * 4)
     assert r.owners[0] == 0
-    assert s.drops == {"ring_full": 2, "table_full": 0}
-    assert r.packets_in - r.packets_out == 2
     assert abs(sum(s.loads()) - 8 * 0.5) < 1e-9
+    # Cumulative counters become per-window differences (the first read above took two
+    # windows' worth: everything since the pipeline started).
+    assert s.drops == {"ring_full": 2, "table_full": 0}
+    assert r.packets_in == 8 * 50_000 and r.packets_in - r.packets_out == 2
+    assert rig.dp.read().snapshot.drops == {"ring_full": 2, "table_full": 0}
+
+
+def test_counters_going_backwards_are_rejected(rig) -> None:
+    from dyssect_ctrl.dataplane.base import SnapshotRejected, SnapshotValidator
+
+    v = SnapshotValidator(shards=8, cores=4)
+    rig.dp.connect()
+    v.check(rig.dp.read())
+    rig.daemon.drops["ring_full"] -= 10  # a cumulative counter that went back
+    with pytest.raises(SnapshotRejected, match="negative_counter"):
+        v.check(rig.dp.read())
+    v.check(rig.dp.read())  # the next window is fine again
 
 
 def test_apply_resumes_paused_cores_first_and_sends_the_whole_plan(rig) -> None:

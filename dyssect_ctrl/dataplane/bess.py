@@ -87,6 +87,8 @@ class BessDataplane(Dataplane):
         self.paused: set[int] = set()
         self._pause_broken = False
         self._fresh = False
+        # The plugin's drop and in/out counters are cumulative; the loop wants windows.
+        self._totals: dict[str, int] = {}
 
     def describe(self) -> str:
         return f"bessd at {self.url}, module {self.module!r} (pybess from {self._pybess_path})"
@@ -223,7 +225,10 @@ class BessDataplane(Dataplane):
         except self._daemon_error as e:
             raise DataplaneError(f"get_stats: {e}") from None
         fresh, self._fresh = self._fresh, False
-        return reading_from_stats(resp, self.config, fresh=fresh)
+        if fresh:
+            self._totals = {}  # a new session: its cumulative counters start here
+        reading, self._totals = reading_from_stats(resp, self.config, self._totals, fresh=fresh)
+        return reading
 
     # -- plans and cores -------------------------------------------------------------------
 
@@ -289,8 +294,17 @@ class BessDataplane(Dataplane):
             log.info("core %d (worker %d) needed: resumed", cpu, wid)
 
 
-def reading_from_stats(resp: Any, config: Config, *, fresh: bool = False) -> Reading:
-    """DyssectCommandGetStatsResponse -> Reading (no validation: the loop's validator does it)."""
+def reading_from_stats(
+    resp: Any, config: Config, totals: dict[str, int], *, fresh: bool = False
+) -> tuple[Reading, dict[str, int]]:
+    """DyssectCommandGetStatsResponse -> (Reading, cumulative counters to pass next time).
+
+    Per-shard packets and bytes are per window already; drops and packets in/out are cumulative
+    in the plugin and become differences against `totals` (the previous reading's; empty on a
+    new session, so the first reading carries everything counted so far). A counter that went
+    backwards shows up negative, and the validator rejects the reading for it. No other
+    validation here.
+    """
     shards = []
     owners = []
     assignment = []
@@ -308,6 +322,8 @@ def reading_from_stats(resp: Any, config: Config, *, fresh: bool = False) -> Rea
     current = None
     if working >= 1:
         current = Plan(working, int(resp.offloading), tuple(assignment), pairing, tuple(offload))
+    now = {"in": int(resp.packets_in), "out": int(resp.packets_out)}
+    now.update({f"drop:{k}": int(v) for k, v in resp.drops.items()})
     snap = Snapshot(
         cores=config.core_count,
         window_s=float(resp.window_s),
@@ -316,17 +332,18 @@ def reading_from_stats(resp: Any, config: Config, *, fresh: bool = False) -> Rea
         current=current,
         timestamp=float(resp.timestamp_s),
         epoch=int(resp.epoch),
-        drops={str(k): int(v) for k, v in resp.drops.items()},
+        drops={k: now[f"drop:{k}"] - totals.get(f"drop:{k}", 0) for k in resp.drops},
     )
-    return Reading(
+    reading = Reading(
         snapshot=snap,
         plan_id=int(resp.plan_id),
         migrating=bool(resp.migrating),
-        packets_in=int(resp.packets_in),
-        packets_out=int(resp.packets_out),
+        packets_in=now["in"] - totals.get("in", 0),
+        packets_out=now["out"] - totals.get("out", 0),
         owners=tuple(owners),
         fresh=fresh,
     )
+    return reading, now
 
 
 def _short(e: BaseException) -> str:
