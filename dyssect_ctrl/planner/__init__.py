@@ -122,7 +122,14 @@ def plan(
     if mode == "short":
         w, e = current.working, current.offloading
         so = solve_short(
-            loads, params, w, e, current, backend=backend, time_limit_s=short_time_limit_s
+            loads,
+            params,
+            w,
+            e,
+            current,
+            backend=backend,
+            time_limit_s=short_time_limit_s,
+            greedy_deadline_s=greedy_deadline_s,
         )
         return _result(so.plan, loads, params, backend, so, t0, objective(so.plan, current))
     if mode != "both":
@@ -132,7 +139,16 @@ def plan(
     if not lo.feasible:
         p = lo.plan
         return _result(p, loads, params, backend, lo, t0, float(w + e))
-    so = solve_short(loads, params, w, e, current, backend=backend, time_limit_s=short_time_limit_s)
+    so = solve_short(
+        loads,
+        params,
+        w,
+        e,
+        current,
+        backend=backend,
+        time_limit_s=short_time_limit_s,
+        greedy_deadline_s=greedy_deadline_s,
+    )
     so.fallback = so.fallback or lo.fallback
     msg = "; ".join(x for x in (lo.message, so.message) if x)
     return _result(
@@ -233,6 +249,7 @@ class Planner:
                 current,
                 backend=self.backend,
                 time_limit_s=self.short_time_limit_s,
+                greedy_deadline_s=self.greedy_deadline_s,
             )
             if so.feasible:
                 return _result(
@@ -261,6 +278,7 @@ class Planner:
             current,
             backend=self.backend,
             time_limit_s=self.short_time_limit_s,
+            greedy_deadline_s=self.greedy_deadline_s,
         )
         return _result(
             so.plan, loads, self.params, self.backend, so, t0, objective(so.plan, current)

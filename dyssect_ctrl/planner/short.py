@@ -263,7 +263,11 @@ def solve_short(
     *,
     backend: str,
     time_limit_s: float,
+    greedy_deadline_s: float = 0.005,
 ) -> ShortOutcome:
+    """greedy: repair and a search cut at greedy_deadline_s; other backends: search for up to
+    half the time limit (at most SEARCH_S), then the MILP for what is left of the limit."""
+    t0 = time.perf_counter()
     n = len(loads)
     caps = Caps.of(params)
     if len(cur.assignment) != n:
@@ -299,7 +303,8 @@ def solve_short(
         cur,
         lb,
         best_cost,
-        time.perf_counter() + min(0.5 * time_limit_s, SEARCH_S),
+        time.perf_counter()
+        + (greedy_deadline_s if backend == "greedy" else min(0.5 * time_limit_s, SEARCH_S)),
     )
     if status == "found" and found is not None:
         plan = core.finish(found[0], found[1], loads, w, e, caps, old_r)
@@ -315,7 +320,8 @@ def solve_short(
             start = model.encode(Plan(w, e, tuple(best[0]), best[1], ()), loads, caps)
         used = True
         try:
-            res = milp.solve(backend, model.milp, time_limit_s, start)
+            left = max(1e-3, time_limit_s - (time.perf_counter() - t0))
+            res = milp.solve(backend, model.milp, left, start)
         except milp.BackendError as exc:
             res = None
             fallback = str(exc)
