@@ -251,7 +251,76 @@ def repair(
     pairing = dict(st.pairing) if e else {}
     if not core.placement_ok(a, pairing, loads, w, e, caps):
         return None
-    return a, pairing
+    return _undo_changes(a, pairing, loads, w, e, caps, cur)
+
+
+def _undo_changes(
+    a: list[int],
+    pairing: dict[int, int],
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    cur: Plan,
+) -> tuple[list[int], dict[int, int]]:
+    """Take back every move or re-pointing the caps allow (one pass each, largest shards
+    first); each one taken back saves a migration."""
+    cw = caps.working
+    b = caps.offload_room if e else 0.0
+    g = [0.0] * w
+    cnt = [0] * w
+    for s, i in enumerate(a):
+        g[i] += loads[s]
+        cnt[i] += 1
+    grp = [pairing[i] if e else 0 for i in range(w)]
+    gsum = [0.0] * max(e, 1)
+    members = [0] * max(e, 1)
+    for i in range(w):
+        gsum[grp[i]] += max(0.0, g[i] - cw)
+        members[grp[i]] += 1
+
+    def over(x: float) -> float:
+        return x - cw if x > cw else 0.0
+
+    if e:
+        for i in range(w):
+            old = cur.pairing.get(i)
+            if old is None or old >= e or old == grp[i] or members[grp[i]] < 2:
+                continue
+            o = over(g[i])
+            if gsum[old] + o <= b + EPS:
+                gsum[grp[i]] -= o
+                members[grp[i]] -= 1
+                gsum[old] += o
+                members[old] += 1
+                grp[i] = old
+    for s in sorted(range(len(a)), key=lambda x: -loads[x]):
+        src, dst = a[s], cur.assignment[s]
+        if dst == src or dst >= w or cnt[src] < 2:
+            continue
+        v = loads[s]
+        d_src = over(g[src] - v) - over(g[src])
+        d_dst = over(g[dst] + v) - over(g[dst])
+        if e:
+            if grp[src] == grp[dst]:
+                ok = gsum[grp[src]] + d_src + d_dst <= b + EPS
+            else:
+                ok = gsum[grp[dst]] + d_dst <= b + EPS
+        else:
+            ok = g[dst] + v <= cw + EPS
+        if not ok:
+            continue
+        gsum[grp[src]] += d_src
+        gsum[grp[dst]] += d_dst
+        g[src] -= v
+        g[dst] += v
+        cnt[src] -= 1
+        cnt[dst] += 1
+        a[s] = dst
+    new_pairing = {i: grp[i] for i in range(w)} if e else {}
+    if not core.placement_ok(a, new_pairing, loads, w, e, caps):  # cannot happen; be safe
+        return a, pairing
+    return a, new_pairing
 
 
 def solve_short(
