@@ -1,0 +1,50 @@
+# Dyssect BESS plugin build (owned by H4m), included from native/Makefile.
+#   make -C native plugin BESS_DIR=/path/to/built/bess
+# Builds build/plugin/dyssect.so against a built BESS tree (same flags as its bessd:
+# C++17, -fPIC, the tree's core headers, the DPDK/glog/protobuf pkg-config flags) and
+# writes dyssect_msg_pb2.py into $(BESS_DIR)/pybess/plugin_pb/ where pybess scans for
+# message types. The .so is linked with no libraries: bessd (-rdynamic) provides the
+# BESS, DPDK, glog and protobuf symbols when it loads the plugin.
+BESS_DIR ?= $(DYSSECT_BESS_SRC)
+PLUGIN_OUT ?= build/plugin
+PLUGIN_SO := $(PLUGIN_OUT)/dyssect.so
+PLUGIN_PY := $(BESS_DIR)/pybess/plugin_pb/dyssect_msg_pb2.py
+PLUGIN_PROTOC ?= protoc
+PLUGIN_CXX ?= g++
+PLUGIN_CPU ?= native
+PLUGIN_PKGS := libdpdk libglog protobuf
+PLUGIN_CXXFLAGS = -std=c++17 -O3 -DNDEBUG -g -march=$(PLUGIN_CPU) -fPIC -D_GNU_SOURCE \
+	-fno-gnu-unique -Wall -Wextra -Werror -Wno-unused-parameter \
+	-isystem $(BESS_DIR)/core -isystem $(BESS_DIR)/core/modules \
+	-I$(CURDIR) -I$(CURDIR)/$(PLUGIN_OUT) \
+	$(shell pkg-config --cflags $(PLUGIN_PKGS))
+PLUGIN_SRCS := $(wildcard modules/*.cc)
+PLUGIN_HDRS := $(wildcard modules/*.h dyssect/*.h)
+
+.PHONY: plugin plugin-check plugin-clean
+
+plugin: plugin-check $(PLUGIN_SO) $(PLUGIN_PY)
+
+plugin-check:
+	@test -n "$(BESS_DIR)" || { echo "BESS_DIR (or DYSSECT_BESS_SRC) must name a built BESS tree"; exit 2; }
+	@test -x "$(BESS_DIR)/core/bessd" || { echo "$(BESS_DIR)/core/bessd not found: build BESS first"; exit 2; }
+
+$(PLUGIN_OUT)/pb/dyssect_msg.pb.cc $(PLUGIN_OUT)/pb/dyssect_msg.pb.h: protobuf/dyssect_msg.proto
+	@mkdir -p $(PLUGIN_OUT)/pb
+	$(PLUGIN_PROTOC) --proto_path=protobuf --cpp_out=$(PLUGIN_OUT)/pb $<
+
+$(PLUGIN_OUT)/pb/dyssect_msg.pb.o: $(PLUGIN_OUT)/pb/dyssect_msg.pb.cc
+	$(PLUGIN_CXX) $(PLUGIN_CXXFLAGS) -Wno-error -c $< -o $@
+
+$(PLUGIN_OUT)/%.o: modules/%.cc $(PLUGIN_HDRS) $(PLUGIN_OUT)/pb/dyssect_msg.pb.h
+	@mkdir -p $(PLUGIN_OUT)
+	$(PLUGIN_CXX) $(PLUGIN_CXXFLAGS) -c $< -o $@
+
+$(PLUGIN_SO): $(patsubst modules/%.cc,$(PLUGIN_OUT)/%.o,$(PLUGIN_SRCS)) $(PLUGIN_OUT)/pb/dyssect_msg.pb.o
+	$(PLUGIN_CXX) -shared -o $@ $^
+
+$(PLUGIN_PY): protobuf/dyssect_msg.proto
+	$(PLUGIN_PROTOC) --proto_path=protobuf --python_out=$(BESS_DIR)/pybess/plugin_pb $<
+
+plugin-clean:
+	rm -rf $(PLUGIN_OUT) $(PLUGIN_PY)

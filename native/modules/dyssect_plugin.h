@@ -1,0 +1,336 @@
+// Dyssect BESS plugin: module classes.
+//
+// The logic that needs no BESS headers (flow key, Toeplitz, flow table, shard
+// data, NF state, NAT, CPU NF) lives in native/dyssect/*.h and is unit-tested
+// without BESS; these modules only wire it into BESS tasks and gates.
+//
+// Modules (all in one shared object so they share the manager's data):
+//   DyssectShardManager   the S shards, working/offloading slots, commands
+//   DyssectDispatcher     software steering (Toeplitz over the flow key) for
+//                         ports without RETA updates (virtual devices)
+//   DyssectWorkingCore    one per working slot: classify, offload, run chain
+//   DyssectOffloadingCore one per offloading slot: drain offload rings
+//   DyssectNAT, DyssectCpuNF  NFs using the NF state API
+//   DyssectEgress         counts packets leaving the chain (packets_out)
+//
+// Per-packet context: the working core writes a PacketCtx into the packet's
+// scratchpad (BESS uses it only inside the VPort driver), so every NF on the
+// working or the offloading core finds the flow entry and the parse result at
+// the same place whatever the metadata layout of its pipeline.
+#ifndef DYSSECT_PLUGIN_H_
+#define DYSSECT_PLUGIN_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "module.h"
+#include "packet.h"
+#include "pb/dyssect_msg.pb.h"
+#include "port.h"
+
+#include "dyssect/cpu_nf.h"
+#include "dyssect/flow_key.h"
+#include "dyssect/flow_table.h"
+#include "dyssect/migration.h"
+#include "dyssect/nat.h"
+#include "dyssect/nf_state.h"
+#include "dyssect/shard.h"
+#include "dyssect/spsc_ring.h"
+#include "dyssect/toeplitz.h"
+
+namespace dyssect_bess {
+
+// Drops counted by modules (shard-level drops are counted in dyssect::Shard).
+enum ModuleDrop : uint32_t {
+  kDropNonFlow = 0,    // not IPv4 TCP/UDP and drop_non_flow is set
+  kDropRxRingFull,     // software steering: working core's RX ring full
+  kDropNatPoolEmpty,   // NAT: no free (address, port)
+  kDropNfStateFull,    // NF state pool empty
+  kNumModuleDrops
+};
+
+inline const char* ModuleDropName(uint32_t d) {
+  static const char* const kNames[kNumModuleDrops] = {"non_ip", "rx_ring_full", "nat_pool_empty",
+                                                      "nf_state_full"};
+  return d < kNumModuleDrops ? kNames[d] : "unknown";
+}
+
+// One per module instance; written by the worker running that module only.
+struct alignas(64) CounterBlock {
+  std::atomic<uint64_t> in{0};   // packets entering Dyssect (dispatcher or HW RX)
+  std::atomic<uint64_t> out{0};  // packets leaving the chain (egress)
+  std::atomic<uint64_t> reclassified{0};
+  std::atomic<uint64_t> drops[kNumModuleDrops] = {};
+  static void Bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
+constexpr uint8_t kCtxMagic = 0xD5;
+
+struct PacketCtx {
+  dyssect::FlowEntry *flow;  // nullptr: no flow (pass-through packet)
+  dyssect::ParsedPacket pp;
+  uint32_t shard;
+  uint8_t status;  // dyssect::ParseStatus
+  uint8_t magic;
+};
+static_assert(sizeof(PacketCtx) <= SNBUF_SCRATCHPAD, "PacketCtx must fit the scratchpad");
+
+inline PacketCtx *Ctx(bess::Packet *pkt) { return pkt->scratchpad<PacketCtx *>(); }
+
+// Fence markers travel in the software RX rings between packets: odd values
+// are never valid Packet pointers (packets are 64-byte aligned).
+inline bess::Packet *MakeFence(uint32_t shard) {
+  return reinterpret_cast<bess::Packet *>((static_cast<uintptr_t>(shard) << 1) | 1);
+}
+inline bool IsFence(const bess::Packet *p) {
+  return (reinterpret_cast<uintptr_t>(p) & 1) != 0;
+}
+inline uint32_t FenceShard(const bess::Packet *p) {
+  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) >> 1);
+}
+
+// Working slot: RX ring (software steering) and offload ring.
+struct alignas(64) WorkSlot {
+  std::unique_ptr<dyssect::SpscRing<bess::Packet *>> rx;
+  std::unique_ptr<dyssect::OffloadRing> offl;
+  std::atomic<bool> has_module{false};
+};
+
+struct alignas(64) OffSlot {
+  std::atomic<bool> has_module{false};
+};
+
+class DyssectShardManager final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 0;
+  static const gate_idx_t kNumOGates = 0;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectShardManagerArg &arg);
+  void DeInit() override;
+  std::string GetDesc() const override;
+
+  CommandResponse CommandGetStats(const dyssect::pb::DyssectCommandGetStatsArg &arg);
+  CommandResponse CommandApplyPlan(const dyssect::pb::DyssectCommandApplyPlanArg &arg);
+  CommandResponse CommandSetParams(const dyssect::pb::DyssectCommandSetParamsArg &arg);
+
+  static DyssectShardManager *Find(const std::string &name);
+
+  void Register(CounterBlock *b);
+  void Unregister(CounterBlock *b);
+  // NAT pools are shared by every NAT instance with the same name.
+  dyssect::NatPortPool *NatPool(const std::string &name, const std::vector<uint32_t> &addrs,
+                                uint16_t port_min, uint16_t port_max, std::string *err);
+
+  // --- shared with the sibling modules (read-mostly after Init) ---
+  uint32_t num_shards = 0;
+  uint32_t num_cores = 0;
+  bool hardware = false;
+  bool drop_non_flow = false;
+  uint16_t dpdk_port = 0;
+  uint32_t reta_size = 0;
+  dyssect::ShardSet shards;
+  std::unique_ptr<WorkSlot[]> wslots;
+  std::unique_ptr<OffSlot[]> oslots;
+  std::atomic<uint64_t> plan_gen{0};
+  std::atomic<uint64_t> idle_timeout_ns{10ull * 1000 * 1000 * 1000};
+  dyssect::NfRegistry nf;
+  dyssect::ToeplitzHasher hasher;
+  uint32_t flow_capacity = 0;
+  // top flow shares published by each shard's processor after ranking
+  struct alignas(64) TopShares {
+    std::atomic<uint32_t> n{0};
+    std::atomic<double> share[16];
+  };
+  std::unique_ptr<TopShares[]> top;
+
+ private:
+  int ProgramReta();
+
+  std::mutex mu_;
+  std::vector<CounterBlock *> blocks_;
+  std::map<std::string, std::unique_ptr<dyssect::NatPortPool>> nat_pools_;
+  std::map<std::string, std::string> nat_conf_;
+  dyssect::StatsWindow window_;
+  std::vector<dyssect::StatsWindow::Delta> deltas_;
+  uint32_t n_working_ = 1;
+  uint32_t n_offloading_ = 0;
+  std::vector<int32_t> pairing_;
+  uint64_t plan_id_ = 0;
+  double last_ts_ = 0;
+  double window_s_ = 0.1;
+};
+
+class DyssectDispatcher final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 1;
+  static const gate_idx_t kNumOGates = 0;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectDispatcherArg &arg);
+  void DeInit() override;
+  struct task_result RunTask(Context *ctx, bess::PacketBatch *batch, void *arg) override;
+  void ProcessBatch(Context *ctx, bess::PacketBatch *batch) override;
+
+ private:
+  void ApplySteering();
+  void Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt);
+
+  DyssectShardManager *mgr_ = nullptr;
+  std::string mgr_name_;
+  Port *port_ = nullptr;
+  uint32_t qid_ = 0;
+  uint64_t seen_gen_ = ~0ull;
+  bool steering_pending_ = false;
+  std::vector<uint16_t> steer_;
+  CounterBlock cnt_;
+};
+
+class DyssectWorkingCore final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 0;
+  static const gate_idx_t kNumOGates = 1;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectWorkingCoreArg &arg);
+  void DeInit() override;
+  std::string GetDesc() const override;
+  struct task_result RunTask(Context *ctx, bess::PacketBatch *batch, void *arg) override;
+
+ private:
+  struct Fence {
+    uint32_t shard;
+    bool armed;  // false: hardware steering, waiting for an empty poll
+  };
+
+  void PublishTop(uint32_t shard);
+  void MigrationWork(Context *ctx, bess::PacketBatch *batch);
+  void Classify(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch,
+                bool from_handoff);
+  void Flush(Context *ctx);
+
+  DyssectShardManager *mgr_ = nullptr;
+  std::string mgr_name_;
+  uint32_t slot_ = 0;
+  WorkSlot *ws_ = nullptr;
+  Port *port_ = nullptr;  // hardware steering
+  uint32_t qid_ = 0;
+  uint32_t burst_ = bess::PacketBatch::kMaxBurst;
+  uint64_t batch_id_ = 1;
+  uint64_t seen_epoch_ = 0;
+  uint64_t seen_gen_ = ~0ull;
+  uint32_t expire_cursor_ = 0;
+  uint64_t now_ns_ = 0;
+  std::vector<Fence> fences_;
+  std::vector<uint32_t> fences_new_;
+  std::vector<uint64_t> fence_t0_;
+  // Local packets classified during a hand-off drain wait here and go to the
+  // chain one batch per RunTask, before any new RX packet is classified.
+  std::unique_ptr<dyssect::SpscRing<bess::Packet *>> backlog_;
+  dyssect::OffloadItem off_[bess::PacketBatch::kMaxBurst];
+  uint32_t off_n_ = 0;
+  bool in_handoff_drain_ = false;
+  CounterBlock cnt_;
+};
+
+class DyssectOffloadingCore final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 0;
+  static const gate_idx_t kNumOGates = 1;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectOffloadingCoreArg &arg);
+  void DeInit() override;
+  struct task_result RunTask(Context *ctx, bess::PacketBatch *batch, void *arg) override;
+
+ private:
+  void Complete();
+
+  DyssectShardManager *mgr_ = nullptr;
+  std::string mgr_name_;
+  uint32_t slot_ = 0;
+  uint32_t burst_ = bess::PacketBatch::kMaxBurst;
+  uint32_t next_ring_ = 0;
+  // the batch handed to the chain in the previous RunTask: BESS runs the
+  // downstream modules after RunTask returns, so completion is published at
+  // the start of the next RunTask.
+  dyssect::OffloadItem pend_[bess::PacketBatch::kMaxBurst];
+  uint32_t pend_n_ = 0;
+};
+
+class DyssectEgress final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 1;
+  static const gate_idx_t kNumOGates = 1;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectEgressArg &arg);
+  void DeInit() override;
+  void ProcessBatch(Context *ctx, bess::PacketBatch *batch) override;
+
+ private:
+  DyssectShardManager *mgr_ = nullptr;
+  std::string mgr_name_;
+  CounterBlock cnt_;
+};
+
+class DyssectNAT final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 1;
+  static const gate_idx_t kNumOGates = 1;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectNATArg &arg);
+  void DeInit() override;
+  void ProcessBatch(Context *ctx, bess::PacketBatch *batch) override;
+
+ private:
+  DyssectShardManager *mgr_ = nullptr;
+  std::string mgr_name_;
+  dyssect::Nat nat_;
+  CounterBlock cnt_;
+  uint64_t seen_pool_empty_ = 0;
+  uint64_t seen_state_full_ = 0;
+};
+
+class DyssectCpuNF final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 1;
+  static const gate_idx_t kNumOGates = 1;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectCpuNFArg &arg);
+  void ProcessBatch(Context *ctx, bess::PacketBatch *batch) override;
+  CommandResponse CommandSetCost(const dyssect::pb::DyssectCpuNFCommandSetCostArg &arg);
+
+ private:
+  dyssect::CpuNf nf_;
+  std::atomic<uint32_t> iters_{0};
+};
+
+// Benchmark baseline: parse + one flow-table lookup, PacketCtx written as a
+// working core would, then the chain. None of the Dyssect bookkeeping.
+class DyssectPlainClassifier final : public Module {
+ public:
+  static const gate_idx_t kNumIGates = 1;
+  static const gate_idx_t kNumOGates = 1;
+  static const Commands cmds;
+
+  CommandResponse Init(const dyssect::pb::DyssectPlainClassifierArg &arg);
+  void ProcessBatch(Context *ctx, bess::PacketBatch *batch) override;
+
+ private:
+  DyssectShardManager *mgr_ = nullptr;
+  std::string mgr_name_;
+  std::unique_ptr<dyssect::FlowTable> table_;
+};
+
+}  // namespace dyssect_bess
+
+#endif  // DYSSECT_PLUGIN_H_

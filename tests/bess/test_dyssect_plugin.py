@@ -1,0 +1,262 @@
+"""The Dyssect BESS plugin against a real bessd (runs when DYSSECT_BESS_SRC names a BESS tree)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from tests.bess import harness
+from tests.bess.harness import apply_plan, get_stats, wait_not_migrating, wait_until
+
+pytestmark = [
+    pytest.mark.bess,
+    pytest.mark.skipif(harness.bess_src() is None, reason=harness.SKIP_REASON),
+    pytest.mark.timeout(120),
+]
+
+EXT = {"198.51.100.1", "198.51.100.2"}
+
+
+def socket_pipeline(b: Any, shards: int = 16) -> Any:
+    """UnixSocketPort -> dispatcher (wid 0) -> one working core (wid 1) -> chain -> same port."""
+    b.add_worker(0, 0)
+    b.add_worker(1, 1)
+    b.create_module("DyssectShardManager", "dyssect", {"shards": shards, "cores": [1]})
+    sock = harness.unix_port(b, "dy0")
+    b.create_module("DyssectDispatcher", "disp", {"port": "dy0"})
+    b.attach_task("disp", wid=0)
+    b.create_module("DyssectWorkingCore", "w0", {"slot": 0})
+    b.create_module("PortOut", "out", {"port": "dy0"})
+    harness.chain(b, "w0", "w0", "out")
+    b.attach_task("w0", wid=1)
+    return sock
+
+
+def test_nat_output_byte_by_byte(bess: Any) -> None:
+    sock = socket_pipeline(bess)
+    flows = [
+        ("10.0.0.1", "192.0.2.10", 17, 1111, 53, True),
+        ("10.0.0.2", "192.0.2.11", 17, 2222, 53, False),  # UDP without checksum
+        ("10.0.0.3", "192.0.2.12", 6, 3333, 80, True),
+    ]
+    sent: list[bytes] = []
+    with harness.running(bess):
+        for i in range(4):
+            for k, (src, dst, proto, sp, dp, ck) in enumerate(flows):
+                pkt = harness.ipv4_packet(
+                    src, dst, proto, sp, dp, bytes([k, i]) * 20, ck, ident=100 + i
+                )
+                sent.append(pkt)
+                sock.send(pkt)
+        arp = bytes.fromhex("ffffffffffff020000000001" + "0806") + bytes(28)
+        sock.send(arp)
+        got = harness.recv_all(sock, len(sent) + 1, timeout_s=20)
+    assert len(got) == len(sent) + 1
+    assert arp in got  # non-IP passes through untouched
+    got = [g for g in got if g != arp]
+    mapping: dict[tuple[str, int], tuple[str, int]] = {}
+    by_orig = {p[34:36] + p[26:30] + p[-2:]: p for p in sent}  # sport, src ip, payload tag
+    for out in got:
+        o = harness.parse(out)
+        assert o.ip_ok, "IPv4 header checksum wrong"
+        assert o.l4_ok, "L4 checksum wrong"
+        assert o.src in EXT
+        assert 20000 <= o.sport <= 29999
+        tag = out[-2:]
+        k = tag[0]
+        src, dst, proto, sp, dp, ck = flows[k]
+        orig = by_orig[sp.to_bytes(2, "big") + harness.ip2int(src).to_bytes(4, "big") + tag]
+        i = harness.parse(orig)
+        assert (o.dst, o.proto, o.dport, o.payload) == (i.dst, i.proto, i.dport, i.payload)
+        if proto == 17 and not ck:
+            assert o.l4_csum == 0  # "no checksum" stays so
+        # every byte except source address, source port and the checksums is unchanged
+        changed = {26, 27, 28, 29, 34, 35, 24, 25}
+        changed |= {40, 41} if proto == 17 else {50, 51}
+        assert all(out[j] == orig[j] for j in range(len(orig)) if j not in changed)
+        assert len(out) == len(orig)
+        key = (src, sp)
+        mapping.setdefault(key, (o.src, o.sport))
+        assert mapping[key] == (o.src, o.sport), "a flow changed its mapping"
+    assert len(set(mapping.values())) == len(flows), "two flows share an external address:port"
+    st = get_stats(bess)
+    assert st.packets_in == len(sent) + 1
+    assert st.packets_out == len(sent) + 1
+    assert harness.total_drops(st) == 0
+
+
+def test_stats_snapshot_matches_what_was_sent(bess: Any) -> None:
+    shards = 16
+    sock = socket_pipeline(bess, shards)
+    rnd = random.Random(7)
+    flows = [(f"10.1.0.{i + 1}", "192.0.2.99", 17, 4000 + i, 53) for i in range(24)]
+    per_shard_pkts: dict[int, int] = defaultdict(int)
+    per_shard_bytes: dict[int, int] = defaultdict(int)
+    per_flow_bytes: dict[int, int] = defaultdict(int)
+    per_shard_flows: dict[int, set[int]] = defaultdict(set)
+    n = 0
+    with harness.running(bess):
+        for _ in range(150):
+            f = rnd.randrange(len(flows))
+            src, dst, proto, sp, dp = flows[f]
+            pkt = harness.ipv4_packet(src, dst, proto, sp, dp, bytes(rnd.randrange(10, 200)))
+            s = harness.shard_of(src, dst, sp, dp, shards)
+            per_shard_pkts[s] += 1
+            per_shard_bytes[s] += len(pkt)
+            per_flow_bytes[f] += len(pkt)
+            per_shard_flows[s].add(f)
+            sock.send(pkt)
+            n += 1
+        assert len(harness.recv_all(sock, n, 20)) == n
+        st = get_stats(bess)
+        assert st.steering == "software"
+        assert len(st.shards) == shards
+        assert st.packets_in == n and st.packets_out == n
+        for s, sh in enumerate(st.shards):
+            assert sh.packets == per_shard_pkts[s], f"shard {s} packets"
+            assert sh.bytes == per_shard_bytes[s], f"shard {s} bytes"
+            assert sh.flows == len(per_shard_flows[s]), f"shard {s} flows"
+            assert sh.owner == 0 and sh.pending_owner == -1
+        # Next window: one packet per active shard makes its owner rank the closed window.
+        trigger = []
+        for s, fs in per_shard_flows.items():
+            f = min(fs)
+            src, dst, proto, sp, dp = flows[f]
+            trigger.append(harness.ipv4_packet(src, dst, proto, sp, dp, b"x" * 10))
+        for pkt in trigger:
+            sock.send(pkt)
+        assert len(harness.recv_all(sock, len(trigger), 20)) == len(trigger)
+        st2 = get_stats(bess)
+    assert st2.epoch == st.epoch + 1
+    assert sum(sh.packets for sh in st2.shards) == len(trigger)
+    for s, fs in per_shard_flows.items():
+        total = per_shard_bytes[s]
+        want = sorted((per_flow_bytes[f] / total for f in fs), reverse=True)[:16]
+        got = list(st2.shards[s].top_flow_shares)
+        assert got == pytest.approx(want), f"shard {s} top shares"
+
+
+def test_apply_plan_rejects_invalid_plans_whole(bess: Any) -> None:
+    bess.add_worker(0, 0)
+    bess.create_module("DyssectShardManager", "dyssect", {"shards": 4, "cores": [0, 1]})
+    bess.create_module("DyssectWorkingCore", "w0", {"slot": 0})
+    bess.create_module("Sink", "sink", {})
+    bess.connect_modules("w0", "sink")
+    bad = [
+        {"working": 1, "offloading": 0, "assignment": [0, 0, 0], "pairing": [-1],
+         "offload": [0] * 4},
+        {"working": 1, "offloading": 0, "assignment": [0, 0, 0, 1], "pairing": [-1],
+         "offload": [0] * 4},
+        {"working": 2, "offloading": 0, "assignment": [0, 0, 1, 1], "pairing": [-1, -1],
+         "offload": [0] * 4},  # slot 1 has no working core module
+        {"working": 1, "offloading": 1, "assignment": [0] * 4, "pairing": [0],
+         "offload": [0] * 4},  # offloading slot 0 has no module
+        {"working": 1, "offloading": 0, "assignment": [0] * 4, "pairing": [-1],
+         "offload": [0, 0, 1.5, 0]},
+        {"working": 3, "offloading": 0, "assignment": [0] * 4, "pairing": [-1] * 3,
+         "offload": [0] * 4},
+    ]
+    before = get_stats(bess)
+    for plan in bad:
+        with pytest.raises(bess.Error) as err:
+            apply_plan(bess, plan)
+        assert err.value.code == 22  # EINVAL
+    after = get_stats(bess)
+    assert after.plan_id == before.plan_id
+    assert [s.owner for s in after.shards] == [0, 0, 0, 0]
+    ok = apply_plan(
+        bess, {"working": 1, "offloading": 0, "assignment": [0] * 4, "pairing": [-1],
+               "offload": [0] * 4}
+    )
+    assert ok.plan_id == before.plan_id + 1 and ok.migrations == 0
+    r = harness.cmd(bess, "dyssect", "set_params", "DyssectCommandSetParamsArg",
+                    {"window_s": 0.05, "flow_idle_timeout_ms": 2000})
+    assert r.flow_idle_timeout_ms == 2000 and r.window_s == pytest.approx(0.05)
+
+
+def stop_source(b: Any) -> None:
+    """Cuts the generator off its source: what was sent so far can then be accounted for."""
+    b.disconnect_modules("tmpl", 0)
+
+
+def _drain(b: Any, timeout_s: float = 30.0) -> tuple[int, Any, Any]:
+    """Waits until everything the generator sent is accounted for (out or dropped)."""
+    last: list[Any] = []
+
+    def settled() -> bool:
+        sent, check, st = harness.seq_totals(b)
+        last[:] = [sent, check, st]
+        return sent == check.received + harness.total_drops(st) and not st.migrating
+
+    wait_until(settled, timeout_s, 0.1)
+    return last[0], last[1], last[2]
+
+
+def test_migrations_lose_nothing_and_keep_flow_order(bess: Any) -> None:
+    shards, flows = 16, 256
+    harness.seq_pipeline(
+        bess, shards, working=2, offloading=1, flows=flows, rate_pps=20000,
+        workers=[(0, 0), (1, 1), (2, 0), (3, 1)],
+    )
+    rnd = random.Random(11)
+    migrations = 0
+    plans = 0
+    with harness.running(bess):
+        deadline = time.monotonic() + 40
+        while migrations < 100 and time.monotonic() < deadline:
+            assignment = [rnd.randrange(2) for _ in range(shards)]
+            offload = [rnd.choice([0.0, 0.3, 0.8]) for _ in range(shards)]
+            pairing = [rnd.choice([0, -1]), 0]
+            r = apply_plan(bess, {"working": 2, "offloading": 1, "assignment": assignment,
+                                  "pairing": pairing, "offload": offload})
+            migrations += r.migrations
+            plans += 1
+            assert wait_not_migrating(bess, 10), "a migration did not finish"
+            get_stats(bess)  # closes the window: owners re-rank, flows get (re)classified
+        stop_source(bess)
+        sent, check, st = _drain(bess)
+    assert migrations >= 100, f"only {migrations} migrations in {plans} plans"
+    assert st.migrations_done >= migrations
+    assert sent > 0
+    assert check.bad == 0
+    assert check.reordered == 0, "a flow was reordered"
+    assert check.gaps == 0, "packets were lost"
+    assert sent == check.received + harness.total_drops(st)
+    assert st.packets_in == sent
+    assert st.packets_out == check.received
+
+
+def test_pause_one_worker_while_another_runs(bess: Any) -> None:
+    shards, flows = 8, 64
+    harness.seq_pipeline(
+        bess, shards, working=2, offloading=0, flows=flows, rate_pps=20000,
+        workers=[(0, 0), (1, 1), (2, 0)],
+    )
+    half = [i % 2 for i in range(shards)]
+
+    def out_of(m: str) -> int:
+        return int(bess.get_module_info(m).igates[0].pkts)
+
+    with harness.running(bess):
+        r = apply_plan(bess, {"working": 2, "offloading": 0, "assignment": half,
+                              "pairing": [-1, -1], "offload": [0] * shards})
+        assert r.migrations == shards // 2
+        assert wait_not_migrating(bess, 10)
+        assert wait_until(lambda: out_of("eg_w1") > 0, 10)
+        bess.pause_worker(2)
+        workers = {w.wid: w.running for w in bess.list_workers().workers_status}
+        assert workers[2] is False and workers[1] is True and workers[0] is True
+        w0_before, w1_before = out_of("eg_w0"), out_of("eg_w1")
+        time.sleep(0.3)
+        assert out_of("eg_w0") > w0_before, "worker 1 stopped while worker 2 was paused"
+        assert out_of("eg_w1") == w1_before, "paused worker 2 still processed packets"
+        bess.resume_worker(2)
+        assert wait_until(lambda: out_of("eg_w1") > w1_before, 10)
+        stop_source(bess)
+        sent, check, st = _drain(bess)
+    assert check.reordered == 0 and check.gaps == 0
+    assert sent == check.received + harness.total_drops(st)
