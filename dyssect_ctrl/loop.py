@@ -57,6 +57,8 @@ LATE_TOLERANCE = 0.5
 # Slack past the solver's time limit (plus greedy deadline) before a solve counts as late,
 # as a fraction of the short epoch.
 DEADLINE_SLACK = 0.1
+# How long the loop waits for a greedy fallback plan, in greedy deadlines (at least the slack).
+GREEDY_WAIT_FACTOR = 4
 
 PlannerFactory = Callable[[Config, str], Planner]
 
@@ -175,7 +177,10 @@ class ControlLoop:
         self.planner = planner_factory(config, config.solver.backend)
         self.greedy = planner_factory(config, "greedy")
         self.solver = SolverThread()
+        self.fallback_solver = SolverThread()
         self.pending: Pending | None = None
+        self.greedy_pending: Pending | None = None
+        self._epoch_end = 0.0
         self.current: Plan | None = None
         self.plan_id = 0
         self.loop_epoch = 0
@@ -252,6 +257,7 @@ class ControlLoop:
         self._force_long = False
         self.metrics.epochs.labels(kind="long" if is_long else "short").inc()
         epoch_end = started + self.short_s
+        self._epoch_end = epoch_end
         try:
             if not self.connected and not self._connect():
                 return
@@ -309,6 +315,7 @@ class ControlLoop:
         log.error("data plane lost during %s: %s", what, e)
         if self.pending is not None:
             self.pending = None  # planned on a session that is gone
+        self.greedy_pending = None
 
     # -- measurement -----------------------------------------------------------------------
 
@@ -525,21 +532,60 @@ class ControlLoop:
     def _fallback(
         self, text: str, reason: str, loads: list[float], reading: Reading, read_done: float
     ) -> None:
-        """Keep the current plan if it fits the cap, else apply the greedy plan."""
+        """Keep the current plan if it fits the cap, else apply the greedy plan.
+
+        The greedy planner runs on its own thread too: the loop waits for it only briefly (a
+        planner bug must not stop the measurements). A greedy plan that comes late is applied at
+        a later tick if the plan it started from is still in force and still over the cap.
+        """
         assert self.current is not None
         self._count_fallback(reason, text)
         if fits(self.current, loads, self.config.params):
             return
-        t0 = time.perf_counter()
+        g = self.greedy_pending
+        if g is not None:
+            if not g.future.done():
+                return  # still computing; the current plan stays meanwhile
+            self.greedy_pending = None
+            if g.base == self.current:
+                self._greedy_result(g, reason)
+                return
+        base, greedy, params = self.current, self.greedy, self.config.params
+
+        def solve() -> PlanResult:
+            result = greedy.short(loads, base)
+            if not result.feasible or not fits(result.plan, loads, params):
+                result = greedy.long(loads, base)
+            return result
+
+        pending = Pending(
+            "fallback", self.fallback_solver.submit(solve), base, 0.0, reading, loads, read_done
+        )
+        wait = max(
+            GREEDY_WAIT_FACTOR * self.config.solver.greedy_deadline_s, DEADLINE_SLACK * self.short_s
+        )
+        wait = min(wait, max(0.0, self._epoch_end - self.clock()))
         try:
-            result = self.greedy.short(loads, self.current)
-            if not result.feasible or not fits(result.plan, loads, self.config.params):
-                result = self.greedy.long(loads, self.current)
+            pending.future.result(timeout=wait)
+        except FutureTimeout:
+            self.greedy_pending = pending
+            self.metrics.fallbacks.labels(reason="greedy_late").inc()
+            log.warning(
+                "greedy plan not ready after %.1f ms: the current plan stays for now", wait * 1e3
+            )
+            return
         except Exception:
-            log.exception("greedy planner failed: the current plan stays")
+            pass  # reported by _greedy_result
+        self._greedy_result(pending, reason)
+
+    def _greedy_result(self, g: Pending, reason: str) -> None:
+        try:
+            result = g.future.result(timeout=0)
+        except Exception as e:
+            log.error("greedy planner failed (%s): the current plan stays", e)
             return
         self.metrics.solve.labels(backend="greedy", mode="fallback").observe(
-            time.perf_counter() - t0
+            result.solve_ms / 1000.0
         )
         self.last_solve = {
             "mode": "fallback",
@@ -557,10 +603,10 @@ class ControlLoop:
             return
         self._send(
             result.plan,
-            reading,
+            g.reading,
             kind="fallback",
             result=result,
-            read_done=read_done,
+            read_done=g.read_done,
             fallback=reason,
         )
 
@@ -647,9 +693,13 @@ class ControlLoop:
 
     def healthy(self) -> bool:
         """False when a solve has been stuck so long that a restart is the better cure."""
-        since = self.solver.busy_since
         limit = WEDGED_LONG_EPOCHS * self.config.epochs.long_ms / 1000.0
-        return since is None or time.monotonic() - since < limit
+        now = time.monotonic()
+        for thread in (self.solver, self.fallback_solver):
+            since = thread.busy_since
+            if since is not None and now - since >= limit:
+                return False
+        return True
 
     def _status_line(self) -> str:
         if not self.connected or self.current is None:
@@ -796,6 +846,7 @@ class ControlLoop:
             self.planner = self.planner_factory(merged, merged.solver.backend)
             self.greedy = self.planner_factory(merged, "greedy")
             self.pending = None
+            self.greedy_pending = None
         if self.decisions is not None and any(k.startswith("decision_log.") for k in live):
             self.decisions.configure(merged.decision_log.max_bytes, merged.decision_log.backups)
         if "log_level" in live:
@@ -806,4 +857,6 @@ class ControlLoop:
     def close(self) -> None:
         """Stop solving; nothing is sent to the data plane (it keeps the last applied plan)."""
         self.pending = None
+        self.greedy_pending = None
         self.solver.close()
+        self.fallback_solver.close()
