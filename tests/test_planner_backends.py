@@ -281,7 +281,7 @@ def test_time_limited_incumbent_is_kept(monkeypatch, no_search):
     ),
     w=st.integers(1, 4),
     e=st.integers(0, 2),
-    sigma=st.sampled_from([0.4, 1.0, 2.0]),
+    sigma=st.sampled_from([0.0, 0.4, 1.0, 2.0]),
 )
 def test_pack_search_agrees_with_the_pairing_milp(loads, w, e, sigma):
     """The exact packing search (used to prove a level empty) against the MILP with pairing

@@ -552,9 +552,9 @@ def pack_search(
 
         def usable(r: float, absorb: float) -> float:
             u = min(r, fits_sum(k, absorb))
-            if same and v[k] > 0:
+            if same and v[k] > 0 and math.isfinite(r):
                 u = min(u, math.floor(r / v[k] + EPS) * v[k])
-            if sk is not None:
+            if sk is not None and math.isfinite(r):
                 u = min(u, sk[bisect.bisect_right(sk, r + 1e-7) - 1])
             return u
 
