@@ -103,7 +103,9 @@ class Daemon:
         self.shards = shards
         self.cores = cores
         self.modules = {"dyssect": "DyssectShardManager"}
-        self.running = dict.fromkeys(range(len(cores)), True)
+        # Worker ids are the core list (the contract); `pinned` moves a worker to another CPU.
+        self.running = dict.fromkeys(cores, True)
+        self.pinned: dict[int, int] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.epoch = 0
         self.t = 100.0
@@ -136,7 +138,7 @@ class Daemon:
     def list_workers(self) -> NS:
         return NS(
             workers_status=[
-                NS(wid=w, core=c, running=self.running[w]) for w, c in enumerate(self.cores)
+                NS(wid=w, core=self.pinned.get(w, w), running=self.running[w]) for w in self.running
             ]
         )
 
@@ -255,7 +257,7 @@ def rig(tmp_path: Path, monkeypatch):
 
 def test_reads_stats_into_a_reading(rig) -> None:
     rig.dp.connect()
-    assert rig.dp.workers == {2: 0, 3: 1, 4: 2, 5: 3}
+    assert rig.dp.workers == {2: 2, 3: 3, 4: 4, 5: 5}
     rig.daemon.plan = Plan(2, 1, (0, 1) * 4, {0: 0}, (0.5, 0.0) * 4)
     rig.daemon.pending = [1, -1, -1, -1, -1, -1, -1, -1]  # shard 0 moving to slot 1
     r = rig.dp.read()
@@ -291,17 +293,17 @@ def test_apply_resumes_paused_cores_first_and_sends_the_whole_plan(rig) -> None:
     rig.dp.idle(reading)
     assert rig.dp.paused == {3, 4, 5}
     assert [c for c in rig.daemon.calls if c[0] == "pause"] == [
-        ("pause", 1),
-        ("pause", 2),
         ("pause", 3),
+        ("pause", 4),
+        ("pause", 5),
     ]
     plan = Plan(2, 1, (0, 1) * 4, {0: 0}, (0.25, 0.0) * 4)
     rig.daemon.calls.clear()
     res = rig.dp.apply(plan)
     assert res.plan_id == 1 and res.migrations == 5  # 4 shards moved, 1 pairing set
-    # Worker 1 (core 3, working slot 1) and worker 3 (core 5, offloading slot 0) come back
+    # Worker 3 (working slot 1) and worker 5 (offloading slot 0, the last core) come back
     # before the plan is sent; core 4 stays paused.
-    assert rig.daemon.calls[0] == ("resume", 1) and rig.daemon.calls[1] == ("resume", 3)
+    assert rig.daemon.calls[0] == ("resume", 3) and rig.daemon.calls[1] == ("resume", 5)
     cmd, arg_type, arg = rig.daemon.calls[2]
     assert (cmd, arg_type) == ("apply_plan", "DyssectCommandApplyPlanArg")
     assert arg["pairing"] == [0, -1] and arg["assignment"] == [0, 1] * 4
@@ -329,6 +331,13 @@ def _raw(rig) -> dict:
         "solver": {"backend": "highs", "long_time_limit_ms": 300},
         "epochs": {"short_ms": 100, "long_ms": 500},
     }
+
+
+def test_workers_with_other_ids_are_found_by_their_core(rig) -> None:
+    rig.daemon.running = {0: True, 1: True, 7: True, 8: True}
+    rig.daemon.pinned = {0: 2, 1: 3, 7: 4, 8: 5}
+    rig.dp.connect()
+    assert rig.dp.workers == {2: 0, 3: 1, 4: 7, 5: 8}
 
 
 def test_no_pause_while_migrating(rig) -> None:

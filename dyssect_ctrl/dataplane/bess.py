@@ -163,17 +163,21 @@ class BessDataplane(Dataplane):
             raise DataplaneError(f"bessd at {self.url} not reachable ({name})")
 
     def _map_workers(self) -> None:
-        """CPU id -> worker id for the core list; matches by pinned core, else by worker id."""
+        """CPU id -> worker id for the core list.
+
+        The contract (and the dyssect role's pipeline) makes the core list the worker ids
+        (wid = CPU id); a pipeline with other ids is matched by the worker's pinned core.
+        """
         status = self._call(self._b.list_workers).workers_status
         by_core = {int(w.core): int(w.wid) for w in status}
         by_wid = {int(w.wid) for w in status}
         running = {int(w.wid): bool(w.running) for w in status}
         self.workers = {}
         for cpu in self.config.cores.list:
-            if cpu in by_core:
-                self.workers[cpu] = by_core[cpu]
-            elif cpu in by_wid:
+            if cpu in by_wid:
                 self.workers[cpu] = cpu
+            elif cpu in by_core:
+                self.workers[cpu] = by_core[cpu]
         missing = [c for c in self.config.cores.list if c not in self.workers]
         if missing:
             log.warning(
