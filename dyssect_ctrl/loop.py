@@ -202,6 +202,10 @@ class ControlLoop:
         self.latencies: deque[float] = deque(maxlen=100_000)
         # The same, only for epochs that sent a plan to the data plane.
         self.apply_latencies: deque[float] = deque(maxlen=100_000)
+        # ...minus the solve itself: the loop's own share (read to submit, collect, apply, log).
+        self.apply_overheads: deque[float] = deque(maxlen=100_000)
+        # CPU time of the loop thread (the solver threads not included).
+        self.loop_cpu_s = 0.0
         self._retry_at_tick = 0
         self._failures = 0
         self._last_error = ""
@@ -250,6 +254,7 @@ class ControlLoop:
     def tick(self, started: float | None = None) -> None:
         """One short epoch: (re)connect if needed, read, plan, apply, report."""
         started = self.clock() if started is None else started
+        cpu0 = time.thread_time()
         self.loop_epoch += 1
         # A short epoch whose cores could not hold the load asks for the long model now:
         # scaling up cannot wait for the next long epoch (scaling down still has hysteresis).
@@ -267,6 +272,7 @@ class ControlLoop:
             self._plan(reading, is_long, epoch_end)
         finally:
             self._report()
+            self.loop_cpu_s += time.thread_time() - cpu0
 
     # -- connection ------------------------------------------------------------------------
 
@@ -645,6 +651,8 @@ class ControlLoop:
             latency = time.perf_counter() - read_done
             self.latencies.append(latency)
             self.apply_latencies.append(latency)
+            if result is not None:
+                self.apply_overheads.append(max(0.0, latency - result.solve_ms / 1000.0))
             self.metrics.decision_latency.observe(latency)
         base = old or Plan.initial(self.config.shards)
         offload_changes = sum(
