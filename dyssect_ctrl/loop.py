@@ -211,6 +211,7 @@ class ControlLoop:
         self._last_error = ""
         self._reload: Config | None = None
         self._force_long = False
+        self._next_long = self.ratio
         self._infeasible_logged = False
         self._reload_lock = threading.Lock()
         self._status: dict[str, Any] = {}
@@ -258,8 +259,11 @@ class ControlLoop:
         self.loop_epoch += 1
         # A short epoch whose cores could not hold the load asks for the long model now:
         # scaling up cannot wait for the next long epoch (scaling down still has hysteresis).
-        is_long = self.loop_epoch % self.ratio == 0 or self._force_long
+        # A long epoch skipped by a late loop runs at the next tick instead.
+        is_long = self.loop_epoch >= self._next_long or self._force_long
         self._force_long = False
+        if is_long:
+            self._next_long = (self.loop_epoch // self.ratio + 1) * self.ratio
         self.metrics.epochs.labels(kind="long" if is_long else "short").inc()
         epoch_end = started + self.short_s
         self._epoch_end = epoch_end
@@ -513,7 +517,8 @@ class ControlLoop:
                 p.read_done,
             )
             return
-        self._send(result.plan, reading, kind=p.mode, result=result, read_done=p.read_done)
+        # The decision is logged with the snapshot it was computed from.
+        self._send(result.plan, p.reading, kind=p.mode, result=result, read_done=p.read_done)
 
     def _count_fallback(self, reason: str, text: str) -> None:
         self.counts["fallbacks"] += 1
