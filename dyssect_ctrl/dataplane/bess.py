@@ -205,10 +205,10 @@ class BessDataplane(Dataplane):
             self.health.reason = f"connection lost: {_short(e)}"
             raise DataplaneError(f"bessd at {self.url}: {_short(e)}") from None
         except self._daemon_error as e:
-            if e.code == errno.ENOENT:
+            if getattr(e, "code", None) == errno.ENOENT:
                 self.close()
                 self.health.reason = "pipeline absent"
-                raise PipelineAbsent(f"bessd at {self.url}: {e.errmsg}") from None
+                raise PipelineAbsent(f"bessd at {self.url}: {getattr(e, 'errmsg', e)}") from None
             raise
 
     def _command(self, cmd: str, arg_type: str, arg: dict[str, Any]) -> Any:
@@ -260,8 +260,8 @@ class BessDataplane(Dataplane):
         try:
             resp = self._command("apply_plan", "DyssectCommandApplyPlanArg", arg)
         except self._daemon_error as e:
-            if e.code == errno.EINVAL:
-                raise PlanRejected(str(e.errmsg)) from None
+            if getattr(e, "code", None) == errno.EINVAL:
+                raise PlanRejected(str(getattr(e, "errmsg", e))) from None
             raise DataplaneError(f"apply_plan: {e}") from None
         return ApplyResult(plan_id=int(resp.plan_id), migrations=int(resp.migrations))
 
