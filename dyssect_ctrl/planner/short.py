@@ -488,6 +488,7 @@ def exact_search(
         members[grp[i]] += 1
         gsum[grp[i]] += max(0.0, g[i] - cw)
     nodes = [0]
+    size_key = [round(float(x), 12) for x in loads]
 
     def over(i: int) -> float:
         return g[i] - cw if g[i] > cw else 0.0
@@ -538,7 +539,7 @@ def exact_search(
         g[i] += dv
         gsum[j] += over(i)
 
-    def move(s: int, d: int) -> int:
+    def move(s: int, d: int) -> tuple[int, int]:
         i = where[s]
         where[s] = d
         shift(i, -loads[s])
@@ -546,11 +547,13 @@ def exact_search(
         cnt[i] -= 1
         cnt[d] += 1
         moved[s] = True
-        by_core[i].remove(s)
+        pos = by_core[i].index(s)
+        del by_core[i][pos]
         by_core[d].append(s)
-        return i
+        return i, pos
 
-    def unmove(s: int, i: int) -> None:
+    def unmove(s: int, back: tuple[int, int]) -> None:
+        i, pos = back  # moves are undone last first: the shard goes back to its place
         d = where[s]
         where[s] = i
         shift(d, -loads[s])
@@ -558,9 +561,27 @@ def exact_search(
         cnt[d] -= 1
         cnt[i] += 1
         moved[s] = False
-        by_core[d].remove(s)
-        by_core[i].append(s)
-        by_core[i].sort(key=lambda x: -loads[x])
+        by_core[d].pop()
+        by_core[i].insert(pos, s)
+
+    def last_move_fixes(s: int, i: int, d: int, t: int) -> bool:
+        """With one action left and only `t` broken: does moving s from i to d fix every cap?"""
+        v = loads[s]
+        gi2 = g[i] - v
+        gd2 = g[d] + v
+        if e == 0:
+            return gi2 <= cw + EPS and gd2 <= cw + EPS
+        if gd2 > core_cap + EPS:
+            return False
+        for c in range(w):
+            if c != i and grp[c] == t and g[c] > core_cap + EPS:
+                return False
+        di = (gi2 - cw if gi2 > cw else 0.0) - over(i)
+        dd = (gd2 - cw if gd2 > cw else 0.0) - over(d)
+        ji, jd = grp[i], grp[d]
+        if ji == jd:
+            return gsum[ji] + di + dd <= b + EPS
+        return gsum[ji] + di <= b + EPS and gsum[jd] + dd <= b + EPS
 
     def repoint(i: int, j2: int) -> int:
         old = grp[i]
@@ -588,8 +609,10 @@ def exact_search(
         if k == 1 and len(bad) > 1:
             return False
         t = max(bad, key=excess)
+        # with one action left it must remove the whole excess by itself
+        last_need = excess(t) - EPS if k == 1 else -math.inf
         for i in sources(t):
-            if e and not repointed[i] and members[grp[i]] >= 2:
+            if e and not repointed[i] and members[grp[i]] >= 2 and over(i) >= last_need:
                 oi = over(i)
                 for j2 in range(e):
                     if j2 == grp[i] or gsum[j2] + oi > b + EPS:
@@ -602,10 +625,13 @@ def exact_search(
             if cnt[i] < 2:
                 continue
             tried = set()
+            cap_i = over(i) if e else math.inf
             for s in list(by_core[i]):
                 if moved[s] or cnt[i] < 2:
                     continue
-                key = round(loads[s], 12)
+                if min(loads[s], cap_i) < last_need:
+                    continue
+                key = size_key[s]
                 if key in tried:
                     continue
                 tried.add(key)
@@ -618,13 +644,10 @@ def exact_search(
                         continue
                     seen_d.add(dk)
                     if k == 1:
-                        # last action: check it directly
-                        nodes[0] += 1
-                        old_i = move(s, d)
-                        good = ok_now()
-                        if good:
+                        # last action: check it arithmetically, move only when it works
+                        if last_move_fixes(s, i, d, t):
+                            move(s, d)
                             return True
-                        unmove(s, old_i)
                         continue
                     old_i = move(s, d)
                     if dfs(k - 1):
