@@ -212,6 +212,8 @@ class ControlLoop:
         self._reload: Config | None = None
         self._force_long = False
         self._next_long = self.ratio
+        self._reject_reason = ""
+        self._reject_streak = 0
         self._infeasible_logged = False
         self._reload_lock = threading.Lock()
         self._status: dict[str, Any] = {}
@@ -301,6 +303,11 @@ class ControlLoop:
                 kind="absent" if isinstance(e, PipelineAbsent) else "connect"
             ).inc()
             return False
+        try:
+            self.dataplane.set_window(self.short_s)
+        except DataplaneError as e:
+            self._lost(e, "set_params")
+            return False
         self.connected = True
         self._failures = 0
         self._last_error = ""
@@ -346,6 +353,7 @@ class ControlLoop:
             self._became_ready()
             return None
         self.last_reading = reading
+        self._reject_streak = 0
         snap = reading.snapshot
         self.last_loads = snap.loads()
         self.metrics.observe_dataplane(snap.drops, reading.packets_in, reading.packets_out)
@@ -368,7 +376,14 @@ class ControlLoop:
     def _rejected(self, e: SnapshotRejected) -> None:
         self.counts["rejected"] += 1
         self.metrics.rejected.labels(reason=e.reason).inc()
-        log.warning("snapshot rejected, not planned on (epoch %d): %s", self.loop_epoch, e)
+        # Every rejection is counted; the log gets each new reason and then one in 100 repeats.
+        self._reject_streak = self._reject_streak + 1 if e.reason == self._reject_reason else 1
+        self._reject_reason = e.reason
+        if self._reject_streak % 100 == 1:
+            more = f" ({self._reject_streak} in a row)" if self._reject_streak > 1 else ""
+            log.warning(
+                "snapshot rejected, not planned on (epoch %d)%s: %s", self.loop_epoch, more, e
+            )
 
     def _became_ready(self) -> None:
         if self.ready:
@@ -862,6 +877,11 @@ class ControlLoop:
             self.greedy_pending = None
         if self.decisions is not None and any(k.startswith("decision_log.") for k in live):
             self.decisions.configure(merged.decision_log.max_bytes, merged.decision_log.backups)
+        if "epochs.short_ms" in live and self.connected:
+            try:
+                self.dataplane.set_window(self.short_s)
+            except DataplaneError as e:
+                self._lost(e, "set_params")
         if "log_level" in live:
             logging.getLogger().setLevel(merged.log_level.upper())
         log.info("config reloaded: %s", ", ".join(sorted(live)) or "no live changes")

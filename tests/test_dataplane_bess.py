@@ -111,6 +111,7 @@ class Daemon:
         self.t = 100.0
         self.packets = 50_000  # per shard and window: 0.5 cores per shard at 1 us
         self.migrating = False
+        self.window_s = 0.0
         self.reset_plan()
         self.reset_counters()
 
@@ -190,6 +191,9 @@ class Daemon:
             self.plan = new
             self.plan_id += 1
             return NS(plan_id=self.plan_id, migrations=migrations)
+        if cmd == "set_params":
+            self.window_s = arg.get("window_s", 0.0) or self.window_s
+            return NS(window_s=self.window_s, flow_idle_timeout_ms=10000)
         raise b.Error(errno.ENOTSUP, cmd)
 
 
@@ -406,6 +410,7 @@ def test_loop_reconnects_within_two_epochs_and_reapplies_after_bessd_restart(rig
     ours = loop.current
     assert ours is not None and ours.working >= 2
     assert rig.daemon.plan == ours
+    assert rig.daemon.window_s == 0.1  # set_params: the short epoch
     # bessd dies...
     rig.server.stop()
     rig.daemon.up = False

@@ -101,6 +101,9 @@ class Dataplane(ABC):
     def apply(self, plan: Plan) -> ApplyResult:
         """Apply a whole plan (cores first resumed); DataplaneError or PlanRejected."""
 
+    def set_window(self, window_s: float) -> None:  # noqa: B027 (optional hook)
+        """Tell the data plane the nominal measurement window (the short epoch)."""
+
     def idle(self, reading: Reading) -> None:  # noqa: B027 (optional hook)
         """Called after a reading that was accepted: stop cores that own nothing."""
 

@@ -234,6 +234,13 @@ class BessDataplane(Dataplane):
         reading, self._totals = reading_from_stats(resp, self.config, self._totals, fresh=fresh)
         return reading
 
+    def set_window(self, window_s: float) -> None:
+        """set_params with the short epoch as window_s (other fields 0: left as they are)."""
+        try:
+            self._command("set_params", "DyssectCommandSetParamsArg", {"window_s": window_s})
+        except self._daemon_error as e:
+            raise DataplaneError(f"set_params: {e}") from None
+
     # -- plans and cores -------------------------------------------------------------------
 
     def cores_of(self, plan: Plan) -> set[int]:
