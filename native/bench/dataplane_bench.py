@@ -76,7 +76,12 @@ def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
     b.reset_all()
     shards, flows = 16, 256
     harness.seq_pipeline(
-        b, shards, working=2, offloading=0, flows=flows, rate_pps=rate,
+        b,
+        shards,
+        working=2,
+        offloading=0,
+        flows=flows,
+        rate_pps=rate,
         workers=[(0, 0), (1, 1), (2, 0)],
     )
     rnd = random.Random(1)
@@ -90,8 +95,14 @@ def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
         s = rnd.randrange(shards)
         assignment[s] ^= 1  # one shard migrates per plan
         r = harness.apply_plan(
-            b, {"working": 2, "offloading": 0, "assignment": assignment,
-                "pairing": [-1, -1], "offload": [0.0] * shards}
+            b,
+            {
+                "working": 2,
+                "offloading": 0,
+                "assignment": assignment,
+                "pairing": [-1, -1],
+                "offload": [0.0] * shards,
+            },
         )
         done += r.migrations
         if not harness.wait_not_migrating(b, 10):

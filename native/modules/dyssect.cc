@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "worker.h"
@@ -42,12 +43,6 @@ uint32_t RssHashOf(const bess::Packet *pkt, bool *valid) {
   const rte_mbuf *m = reinterpret_cast<const rte_mbuf *>(pkt);
   *valid = (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0;
   return m->hash.rss;
-}
-
-void SetRssHash(bess::Packet *pkt, uint32_t h) {
-  rte_mbuf *m = reinterpret_cast<rte_mbuf *>(pkt);
-  m->hash.rss = h;
-  m->ol_flags |= RTE_MBUF_F_RX_RSS_HASH;
 }
 
 template <typename Arg>
@@ -303,6 +298,14 @@ CommandResponse DyssectShardManager::CommandGetStats(
   for (uint32_t i = 0; i < num_cores && !migrating; i++) {
     migrating = wslots[i].offl->handoff_pending();
   }
+  // Offloaded packets still in flight for a working core that no longer has
+  // an offloading core: its old offloading core must keep running until they
+  // are done, so report it as part of the hand-off.
+  for (uint32_t s = 0; s < num_shards && !migrating; s++) {
+    const uint32_t owner = shards[s].ownership().owner;
+    const bool unpaired = owner >= pairing_.size() || pairing_[owner] < 0;
+    migrating = unpaired && shards[s].inflight.load(std::memory_order_acquire) != 0;
+  }
   r.set_migrating(migrating);
   r.set_plan_id(plan_id_);
   r.set_steering(hardware ? "hardware" : "software");
@@ -451,9 +454,12 @@ CommandResponse DyssectDispatcher::Init(const dyssect::pb::DyssectDispatcherArg 
       port_ = nullptr;
       return CommandFailure(-ret, "cannot acquire RX queue %u", qid_);
     }
-    if (RegisterTask(nullptr) == INVALID_TASK_ID) {
-      return CommandFailure(ENOMEM, "task creation failed");
-    }
+  }
+  // Without a port the task still runs: it applies steering changes when no
+  // packet arrives. It must share a worker with the upstream module (the
+  // RX rings have a single producer).
+  if (RegisterTask(nullptr) == INVALID_TASK_ID) {
+    return CommandFailure(ENOMEM, "task creation failed");
   }
   steer_.resize(mgr_->num_shards);
   for (uint32_t s = 0; s < mgr_->num_shards; s++) {
@@ -504,18 +510,22 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
   CounterBlock::Bump(cnt_.in, cnt);
   for (uint32_t i = 0; i < cnt; i++) {
     bess::Packet *pkt = pkts[i];
-    dyssect::ParsedPacket pp;
+    // The parse result and hash travel in the scratchpad so the working
+    // core does not parse again.
+    PacketCtx *c = Ctx(pkt);
     const ParseStatus st =
-        dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &pp);
+        dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
     uint32_t h = 0;  // packets without a flow go with shard 0
     if (st == ParseStatus::kOk) {
-      h = mgr_->hasher.HashFlow(pp.key);
+      h = mgr_->hasher.HashFlow(c->pp.key);
     } else if (mgr_->drop_non_flow) {
       CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
       DropPacket(ctx, pkt);
       continue;
     }
-    SetRssHash(pkt, h);
+    c->status = static_cast<uint8_t>(st);
+    c->hash = h;
+    c->magic = kCtxParsed;
     if (!mgr_->wslots[steer_[h & mask]].rx->Enqueue(pkt)) {
       CounterBlock::Bump(cnt_.drops[kDropRxRingFull]);
       DropPacket(ctx, pkt);
@@ -525,6 +535,9 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
 
 struct task_result DyssectDispatcher::RunTask(Context *ctx, bess::PacketBatch *batch, void *) {
   ApplySteering();
+  if (port_ == nullptr) {
+    return {.block = true, .packets = 0, .bits = 0};
+  }
   const int cnt = port_->RecvPackets(static_cast<queue_t>(qid_), batch->pkts(),
                                      bess::PacketBatch::kMaxBurst);
   if (cnt <= 0) {
@@ -661,12 +674,27 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       continue;
     }
     PacketCtx *c = Ctx(pkt);
-    c->magic = kCtxMagic;
-    c->flow = nullptr;
-    const ParseStatus st =
-        dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
-    c->status = static_cast<uint8_t>(st);
+    ParseStatus st;
+    uint32_t h;
+    if (c->magic == kCtxParsed && (port_ == nullptr || from_handoff)) {
+      // software steering (every packet came through the dispatcher) or a
+      // packet this core parsed before buffering it
+      st = static_cast<ParseStatus>(c->status);
+      h = c->hash;
+    } else {
+      st = dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
+      c->status = static_cast<uint8_t>(st);
+      bool valid = false;
+      h = port_ != nullptr ? RssHashOf(pkt, &valid) : 0;  // the NIC's RSS hash
+      if (!valid && st == ParseStatus::kOk) {
+        h = mgr_->hasher.HashFlow(c->pp.key);
+      }
+      c->hash = h;
+      c->magic = kCtxParsed;  // a buffered packet keeps its parse and hash
+    }
     if (st != ParseStatus::kOk) {
+      c->magic = kCtxMagic;
+      c->flow = nullptr;
       if (mgr_->drop_non_flow) {
         CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
         DropPacket(ctx, pkt);
@@ -674,11 +702,6 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
         local(pkt);  // passes through the chain untouched by the NFs
       }
       continue;
-    }
-    bool valid;
-    uint32_t h = RssHashOf(pkt, &valid);
-    if (!valid) {
-      h = mgr_->hasher.HashFlow(c->pp.key);
     }
     const uint32_t s = h & mask;
     Shard &sh = set[s];
@@ -695,6 +718,8 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
         continue;
       }
     }
+    c->magic = kCtxMagic;
+    c->flow = nullptr;
     const uint64_t ranked = sh.ranked_epoch;
     FlowEntry *f = nullptr;
     const Path path = dyssect::Classify(set, sh, c->pp.key, h, pkt->total_len(), now_ns_,

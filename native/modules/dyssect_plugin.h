@@ -70,12 +70,14 @@ struct alignas(64) CounterBlock {
   }
 };
 
-constexpr uint8_t kCtxMagic = 0xD5;
+constexpr uint8_t kCtxMagic = 0xD5;   // written by a working core
+constexpr uint8_t kCtxParsed = 0xD6;  // written by the dispatcher (parse + hash done)
 
 struct PacketCtx {
   dyssect::FlowEntry *flow;  // nullptr: no flow (pass-through packet)
   dyssect::ParsedPacket pp;
   uint32_t shard;
+  uint32_t hash;
   uint8_t status;  // dyssect::ParseStatus
   uint8_t magic;
 };

@@ -123,7 +123,7 @@ def test_stats_snapshot_matches_what_was_sent(bess: Any) -> None:
             assert sh.owner == 0 and sh.pending_owner == -1
         # Next window: one packet per active shard makes its owner rank the closed window.
         trigger = []
-        for s, fs in per_shard_flows.items():
+        for fs in per_shard_flows.values():
             f = min(fs)
             src, dst, proto, sp, dp = flows[f]
             trigger.append(harness.ipv4_packet(src, dst, proto, sp, dp, b"x" * 10))
@@ -147,18 +147,48 @@ def test_apply_plan_rejects_invalid_plans_whole(bess: Any) -> None:
     bess.create_module("Sink", "sink", {})
     bess.connect_modules("w0", "sink")
     bad = [
-        {"working": 1, "offloading": 0, "assignment": [0, 0, 0], "pairing": [-1],
-         "offload": [0] * 4},
-        {"working": 1, "offloading": 0, "assignment": [0, 0, 0, 1], "pairing": [-1],
-         "offload": [0] * 4},
-        {"working": 2, "offloading": 0, "assignment": [0, 0, 1, 1], "pairing": [-1, -1],
-         "offload": [0] * 4},  # slot 1 has no working core module
-        {"working": 1, "offloading": 1, "assignment": [0] * 4, "pairing": [0],
-         "offload": [0] * 4},  # offloading slot 0 has no module
-        {"working": 1, "offloading": 0, "assignment": [0] * 4, "pairing": [-1],
-         "offload": [0, 0, 1.5, 0]},
-        {"working": 3, "offloading": 0, "assignment": [0] * 4, "pairing": [-1] * 3,
-         "offload": [0] * 4},
+        {
+            "working": 1,
+            "offloading": 0,
+            "assignment": [0, 0, 0],
+            "pairing": [-1],
+            "offload": [0] * 4,
+        },
+        {
+            "working": 1,
+            "offloading": 0,
+            "assignment": [0, 0, 0, 1],
+            "pairing": [-1],
+            "offload": [0] * 4,
+        },
+        {
+            "working": 2,
+            "offloading": 0,
+            "assignment": [0, 0, 1, 1],
+            "pairing": [-1, -1],
+            "offload": [0] * 4,
+        },  # slot 1 has no working core module
+        {
+            "working": 1,
+            "offloading": 1,
+            "assignment": [0] * 4,
+            "pairing": [0],
+            "offload": [0] * 4,
+        },  # offloading slot 0 has no module
+        {
+            "working": 1,
+            "offloading": 0,
+            "assignment": [0] * 4,
+            "pairing": [-1],
+            "offload": [0, 0, 1.5, 0],
+        },
+        {
+            "working": 3,
+            "offloading": 0,
+            "assignment": [0] * 4,
+            "pairing": [-1] * 3,
+            "offload": [0] * 4,
+        },
     ]
     before = get_stats(bess)
     for plan in bad:
@@ -169,12 +199,17 @@ def test_apply_plan_rejects_invalid_plans_whole(bess: Any) -> None:
     assert after.plan_id == before.plan_id
     assert [s.owner for s in after.shards] == [0, 0, 0, 0]
     ok = apply_plan(
-        bess, {"working": 1, "offloading": 0, "assignment": [0] * 4, "pairing": [-1],
-               "offload": [0] * 4}
+        bess,
+        {"working": 1, "offloading": 0, "assignment": [0] * 4, "pairing": [-1], "offload": [0] * 4},
     )
     assert ok.plan_id == before.plan_id + 1 and ok.migrations == 0
-    r = harness.cmd(bess, "dyssect", "set_params", "DyssectCommandSetParamsArg",
-                    {"window_s": 0.05, "flow_idle_timeout_ms": 2000})
+    r = harness.cmd(
+        bess,
+        "dyssect",
+        "set_params",
+        "DyssectCommandSetParamsArg",
+        {"window_s": 0.05, "flow_idle_timeout_ms": 2000},
+    )
     assert r.flow_idle_timeout_ms == 2000 and r.window_s == pytest.approx(0.05)
 
 
@@ -199,7 +234,12 @@ def _drain(b: Any, timeout_s: float = 30.0) -> tuple[int, Any, Any]:
 def test_migrations_lose_nothing_and_keep_flow_order(bess: Any) -> None:
     shards, flows = 16, 256
     harness.seq_pipeline(
-        bess, shards, working=2, offloading=1, flows=flows, rate_pps=20000,
+        bess,
+        shards,
+        working=2,
+        offloading=1,
+        flows=flows,
+        rate_pps=20000,
         workers=[(0, 0), (1, 1), (2, 0), (3, 1)],
     )
     rnd = random.Random(11)
@@ -211,8 +251,16 @@ def test_migrations_lose_nothing_and_keep_flow_order(bess: Any) -> None:
             assignment = [rnd.randrange(2) for _ in range(shards)]
             offload = [rnd.choice([0.0, 0.3, 0.8]) for _ in range(shards)]
             pairing = [rnd.choice([0, -1]), 0]
-            r = apply_plan(bess, {"working": 2, "offloading": 1, "assignment": assignment,
-                                  "pairing": pairing, "offload": offload})
+            r = apply_plan(
+                bess,
+                {
+                    "working": 2,
+                    "offloading": 1,
+                    "assignment": assignment,
+                    "pairing": pairing,
+                    "offload": offload,
+                },
+            )
             migrations += r.migrations
             plans += 1
             assert wait_not_migrating(bess, 10), "a migration did not finish"
@@ -233,7 +281,12 @@ def test_migrations_lose_nothing_and_keep_flow_order(bess: Any) -> None:
 def test_pause_one_worker_while_another_runs(bess: Any) -> None:
     shards, flows = 8, 64
     harness.seq_pipeline(
-        bess, shards, working=2, offloading=0, flows=flows, rate_pps=20000,
+        bess,
+        shards,
+        working=2,
+        offloading=0,
+        flows=flows,
+        rate_pps=20000,
         workers=[(0, 0), (1, 1), (2, 0)],
     )
     half = [i % 2 for i in range(shards)]
@@ -242,8 +295,16 @@ def test_pause_one_worker_while_another_runs(bess: Any) -> None:
         return int(bess.get_module_info(m).igates[0].pkts)
 
     with harness.running(bess):
-        r = apply_plan(bess, {"working": 2, "offloading": 0, "assignment": half,
-                              "pairing": [-1, -1], "offload": [0] * shards})
+        r = apply_plan(
+            bess,
+            {
+                "working": 2,
+                "offloading": 0,
+                "assignment": half,
+                "pairing": [-1, -1],
+                "offload": [0] * shards,
+            },
+        )
         assert r.migrations == shards // 2
         assert wait_not_migrating(bess, 10)
         assert wait_until(lambda: out_of("eg_w1") > 0, 10)
