@@ -300,3 +300,37 @@ def test_pack_search_agrees_with_the_pairing_milp(loads, w, e, sigma):
             assert core.placement_ok(found, pairing, loads, w, e, caps)
             break
     assert (found is not None) == (res.status == "optimal")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    loads=st.lists(
+        st.sampled_from([0.05, 0.12, 0.3, 0.45, 0.62, 0.8, 1.1]), min_size=2, max_size=10
+    ),
+    w=st.integers(1, 4),
+    e=st.integers(0, 2),
+    sigma=st.sampled_from([0.4, 1.0, 2.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_exact_search_agrees_with_the_placement_milp(loads, w, e, sigma, seed):
+    """The short model's exact search (iterative deepening with its prunings) against the
+    placement MILP, from random current plans."""
+    w = min(w, len(loads))
+    e = min(e, w)
+    caps = core.Caps.of(Params(sigma=sigma))
+    cur = random_current(len(loads), w, e, random.Random(seed))
+    res = milp.solve_highs(formulation.build(loads, w, e, caps, current=cur).milp, 30.0)
+    lb = short_mod.lower_bound(loads, w, e, caps, cur)
+    status, found, k = short_mod.exact_search(loads, w, e, caps, cur, lb, 12, 1e18)
+    if res.status == "infeasible":
+        assert status == "none"
+        return
+    assert res.status == "optimal"
+    opt = round(res.objective)
+    assert lb <= opt
+    if opt < 12:
+        assert status == "found" and k == opt
+        assert core.placement_ok(found[0], found[1], loads, w, e, caps)
+        assert short_mod.migrations(found[0], found[1], w, cur) == k
+    else:
+        assert status == "none"
