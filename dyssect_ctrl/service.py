@@ -135,6 +135,8 @@ def pin(cpu: int) -> None:
     """Run on cores.controller, away from the data-plane cores (systemd's CPUAffinity agrees)."""
     try:
         allowed = os.sched_getaffinity(0)
+        if allowed == {cpu}:
+            return  # already (systemd's CPUAffinity= does it, and may forbid the syscall)
         if cpu not in allowed:
             log.warning(
                 "cores.controller %d is not in this process's CPU set %s: not pinned",
