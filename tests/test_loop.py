@@ -279,7 +279,8 @@ def test_a_slow_read_counts_missed_epochs(tmp_path: Path) -> None:
 
     rig.dp.read = read  # type: ignore[method-assign]
     rig.loop.run(threading.Event(), max_ticks=8)
-    assert rig.metric("dyssect_epochs_missed_total") in (3, 4)
+    # 0.36 s late: 3 ticks skipped (4 or 5 if the machine adds its own delay).
+    assert 3 <= rig.metric("dyssect_epochs_missed_total") <= 5
     assert rig.loop.loop_epoch == 8 + rig.metric("dyssect_epochs_missed_total")
 
 
