@@ -3,7 +3,8 @@
 #   1. apt packages: podman (rootful containers), debootstrap (the lab image)
 #   2. host fix: podman's default ulimits must not exceed root's hard limits (no CAP_SYS_RESOURCE)
 #   3. host fix: on hybrid cgroups, mount the hugetlb v1 hierarchy so cgroup2 owns no controller
-#   4. the lab base image (scripts/lab-image.sh; skipped when it exists)
+#   4. download caches for lab hosts, and the lab base image (scripts/lab-image.sh; skipped when
+#      it exists)
 # playbooks/lab_up.yml applies 2-4 too, so `ansible-playbook playbooks/lab_up.yml` alone works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,5 +46,8 @@ if [[ -r $unified ]] && grep -qw hugetlb "$unified" && ! mountpoint -q /sys/fs/c
     mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
     echo "host-deps: mounted the hugetlb cgroup v1 hierarchy"
 fi
+
+# Download caches shared by the lab hosts and molecule containers (mounted into each).
+mkdir -p /var/cache/dyssect-lab/apt/partial /var/cache/dyssect-lab/pip
 
 bash scripts/lab-image.sh
