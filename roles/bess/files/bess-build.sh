@@ -45,6 +45,7 @@ sh "$fixes" "$staging"
 # Start from nothing built: a copied tree may carry outputs made with other flags.
 make -C core clean >/dev/null
 rm -f pybess/builtin_pb/*_pb2*.py pybess/plugin_pb/*_pb2*.py core/extra.mk
+mkdir -p pybess/builtin_pb pybess/plugin_pb core/pb
 
 # Read last by core/Makefile, so this -march wins over the -march=corei7 of Debian's libdpdk.pc.
 printf 'CXXFLAGS += -march=%s\n' "$cpu" >core/extra-dyssect.mk
