@@ -217,7 +217,8 @@ struct OffloadItem {
 // One per working core (that core is the only producer).
 class OffloadRing {
  public:
-  static constexpr uint32_t kNone = 0xFFFF;
+  static constexpr uint32_t kNone = 0xFFFF;    // no consumer / no pending hand-off
+  static constexpr uint32_t kDetach = 0xFFFE;  // pending: hand over to nobody
 
   OffloadRing(uint16_t id, uint32_t capacity) : id_(id), ring(capacity) {}
 
@@ -234,8 +235,10 @@ class OffloadRing {
     while (true) {
       const uint32_t consumer = cur >> 16, pending = cur & 0xFFFF;
       if (pending != kNone) return false;
-      const uint32_t next = consumer == kNone ? Pack(core, kNone) : Pack(consumer, core);
       if (consumer == core) return true;
+      if (consumer == kNone && core == kNone) return true;
+      const uint32_t next = consumer == kNone ? Pack(core, kNone)
+                                              : Pack(consumer, core == kNone ? kDetach : core);
       if (state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel,
                                        std::memory_order_acquire))
         return true;
@@ -250,7 +253,7 @@ class OffloadRing {
     const uint32_t consumer = cur >> 16, pending = cur & 0xFFFF;
     if (consumer != core) return false;
     if (DYSSECT_UNLIKELY(pending != kNone)) {
-      state_.store(Pack(pending, kNone), std::memory_order_release);
+      state_.store(Pack(pending == kDetach ? kNone : pending, kNone), std::memory_order_release);
       return false;
     }
     return true;
