@@ -450,28 +450,46 @@ def balance_plan(
         allp = valid_pairs(params, cores, n)
         most = max(ww + ee for ww, ee in allp)
         pairs = [(w, e) for (w, e) in allp if w + e == most]
-    total = sum(loads)
-    lo, hi = 0.0, max(total, max(loads, default=0.0)) * max(1.0, params.sigma) + 1.0
-    best: Plan | None = None
-    for _ in range(40):
-        z = (lo + hi) / 2.0
-        caps = Caps(z, z, params.sigma)
-        found = None
-        for w, e in pairs:
+    total = float(sum(loads))
+    vmax = max(loads, default=0.0)
+    sigma = params.sigma
+
+    def z_bound(p: tuple[int, int]) -> float:
+        """Fractional lower bound on the largest core load with this (W, E)."""
+        w, e = p
+        if e == 0:
+            return max(total / w, vmax)
+        if sigma <= 0.0:
+            return 0.0
+        return max(total / (w + e / sigma), vmax / (1.0 + 1.0 / sigma))
+
+    # the two pairs with the lowest bound: the others would only be tried for a few percent
+    ranked = sorted(pairs, key=z_bound)[:2]
+
+    def attempt(z: float) -> Plan | None:
+        caps = Caps(z, z, sigma)
+        for w, e in ranked:
             found = construct(loads, w, e, caps)
             if found is not None:
-                break
+                return found
+        return None
+
+    lo = min(z_bound(p) for p in ranked)
+    hi = max(lo, 1e-9)
+    best = attempt(hi)
+    while best is None:  # grow until a construction fits, then bisect
+        lo = hi
+        hi = hi * 1.25 + 1e-9
+        best = attempt(hi)
+    for _ in range(30):
+        if hi - lo <= 1e-4 * hi:
+            break
+        z = (lo + hi) / 2.0
+        found = attempt(z)
         if found is not None:
             best, hi = found, z
         else:
             lo = z
-        if hi - lo < 1e-6 * max(1.0, hi):
-            break
-    if best is None:  # cannot happen with hi above the total load; kept for safety
-        w, e = pairs[0]
-        best = construct(loads, w, e, Caps(1e18, 1e18, params.sigma))
-        assert best is not None
-    # r re-chosen for the real caps where that helps: keep the balanced assignment and pairing
     return best
 
 
