@@ -8,6 +8,13 @@ one it measured. Target (issue 5): p99 < 20 ms and CPU < 10 % of one core.
 
     python scripts/bench_control_loop.py                       # replay, S=64, M=16, 600 epochs
     python scripts/bench_control_loop.py --grpc-url 127.0.0.1:10514 --pybess-path /opt/bess
+    python scripts/bench_control_loop.py --bessd /work/bess-src   # starts its own bessd
+
+With --bessd the script starts a bessd of that BESS tree (-m 0, a free port, the plugin .so of
+--plugin-dir copied aside), builds a pipeline of S shards on M slots (worker k+1 runs working
+slot k and offloading slot M-1-k, worker 0 runs a rate-limited Source -> DyssectSeqGen ->
+DyssectDispatcher), changes the offered rate every 50 epochs so the controller has to scale,
+and stops that bessd (by PID) at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ import logging
 import os
 import random
 import resource
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -54,6 +64,107 @@ def write_snapshots(path: Path, epochs: int, shards: int, cores: int, seed: int)
             f.write(json.dumps(line) + "\n")
 
 
+RATES_PPS = (20_000, 60_000, 30_000, 80_000, 10_000)  # offered load phases, 50 epochs each
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_bessd(src: Path, plugin_dir: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    modules = tmp / "modules"
+    modules.mkdir()
+    shutil.copy(plugin_dir / "dyssect.so", modules / "dyssect.so")
+    url = f"127.0.0.1:{free_port()}"
+    log = (tmp / "bessd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(src / "core" / "bessd"),
+            "-f",
+            "-m",
+            "0",
+            "--buffers=65536",
+            f"--grpc_url={url}",
+            f"--modules={modules}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, url
+
+
+def connect_bess(src: Path, url: str, proc: subprocess.Popen[bytes]) -> Any:
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    from pybess.bess import BESS  # the BESS tree is known only at run time
+
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("bessd exited early")
+        b = BESS()
+        try:
+            b.connect(grpc_url=url)
+            return b
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def udp_frame() -> bytes:
+    eth = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
+    ip = bytes.fromhex("4500002e00010000401100000a000001c0000201")
+    udp = bytes.fromhex("27100035001a0000") + bytes(18)
+    return eth + ip + udp
+
+
+def build_pipeline(b: Any, shards: int, cores: int) -> None:
+    """S shards on M slots; slot k's working and slot M-1-k's offloading task on worker k+1."""
+    ncpu = os.cpu_count() or 1
+    b.pause_all()
+    b.reset_all()
+    b.add_worker(0, 0)
+    for k in range(cores):
+        b.add_worker(k + 1, (k + 1) % ncpu)
+    b.create_module(
+        "DyssectShardManager",
+        "dyssect",
+        {"shards": shards, "cores": list(range(1, cores + 1)), "working": 1},
+    )
+    b.create_module("Source", "src", {"pkt_size": 60})
+    b.create_module("Rewrite", "tmpl", {"templates": [udp_frame()]})
+    b.create_module("DyssectSeqGen", "gen", {"flows": 4096})
+    b.create_module("DyssectDispatcher", "disp", {})
+    b.connect_modules("src", "tmpl")
+    b.connect_modules("tmpl", "gen")
+    b.connect_modules("gen", "disp")
+    b.add_tc("rl", policy="rate_limit", wid=0, resource="packet", limit={"packet": RATES_PPS[0]})
+    b.attach_task("src", parent="rl")
+    b.attach_task("disp", wid=0)
+    for k in range(cores):
+        j = cores - 1 - k
+        b.create_module("DyssectWorkingCore", f"w{k}", {"slot": k})
+        b.create_module("DyssectOffloadingCore", f"o{j}", {"slot": j})
+        b.create_module("DyssectEgress", f"eg{k}", {})
+        b.create_module("Sink", f"sink{k}", {})
+        b.connect_modules(f"w{k}", f"eg{k}")
+        b.connect_modules(f"o{j}", f"eg{k}")
+        b.connect_modules(f"eg{k}", f"sink{k}")
+        b.attach_task(f"w{k}", wid=k + 1)
+        b.attach_task(f"o{j}", wid=k + 1)
+    b.resume_all()
+
+
+def vary_rate(b: Any, stop: threading.Event, period_s: float) -> None:
+    n = 0
+    while not stop.wait(period_s):
+        n += 1
+        b.update_tc_params("rl", resource="packet", limit={"packet": RATES_PPS[n % len(RATES_PPS)]})
+
+
 def percentile(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -73,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grpc-url", help="live bessd; without it the replay data plane is used")
     ap.add_argument("--pybess-path", default="/opt/bess")
     ap.add_argument("--module", default="dyssect")
+    ap.add_argument("--bessd", metavar="BESS_SRC", help="start a bessd of this BESS tree")
+    ap.add_argument(
+        "--plugin-dir",
+        default=str(Path(__file__).resolve().parents[1] / "native" / "build" / "plugin"),
+    )
+    ap.add_argument(
+        "--t-working-us",
+        type=float,
+        default=None,
+        help="per-packet cost for the load estimate (default 1; 100 with --bessd)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = ap.parse_args(argv)
@@ -80,6 +202,22 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="dyssect-bench-loop-"))
     core_list = list(range(2, 2 + args.cores))
+    proc = None
+    rate_stop = threading.Event()
+    model: dict[str, Any] = {}
+    if args.bessd:
+        src = Path(args.bessd)
+        proc, url = start_bessd(src, Path(args.plugin_dir), tmp)
+        b = connect_bess(src, url, proc)
+        build_pipeline(b, args.shards, args.cores)
+        threading.Thread(
+            target=vary_rate, args=(b, rate_stop, 50 * args.short_ms / 1000), daemon=True
+        ).start()
+        args.grpc_url, args.pybess_path = url, str(src)
+        core_list = list(range(1, args.cores + 1))
+        model["t_working_us"] = args.t_working_us or 100.0
+    elif args.t_working_us:
+        model["t_working_us"] = args.t_working_us
     if args.grpc_url:
         dataplane: dict[str, Any] = {
             "kind": "bess",
@@ -87,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             "pybess_path": args.pybess_path,
             "module": args.module,
         }
-        source = f"live bessd at {args.grpc_url}"
+        source = f"live bessd at {args.grpc_url}" + (
+            f" (started here from {args.bessd}, rates {RATES_PPS} pps)" if args.bessd else ""
+        )
     else:
         replay = tmp / "snapshots.jsonl"
         write_snapshots(replay, args.epochs, args.shards, args.cores, args.seed)
@@ -96,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(
         {
             "dataplane": dataplane,
-            "cores": {"list": core_list, "controller": 1},
+            "cores": {"list": core_list, "controller": 0 if args.bessd else 1},
+            "model": model,
             "shards": args.shards,
             "epochs": {"short_ms": args.short_ms, "long_ms": args.long_ms},
             "solver": {"backend": args.solver},
@@ -110,11 +251,21 @@ def main(argv: list[str] | None = None) -> int:
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
-    loop.run(threading.Event(), max_ticks=args.epochs)
-    wall = time.monotonic() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    loop.close()
-    decisions.close()
+    try:
+        loop.run(threading.Event(), max_ticks=args.epochs)
+    finally:
+        wall = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        loop.close()
+        decisions.close()
+        rate_stop.set()
+        if proc is not None:
+            proc.terminate()  # the bessd this script started, by PID
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(20)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
     every = [x * 1e3 for x in loop.latencies]
