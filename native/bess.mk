@@ -7,6 +7,7 @@
 # BESS, DPDK, glog and protobuf symbols when it loads the plugin.
 BESS_DIR ?= $(DYSSECT_BESS_SRC)
 PLUGIN_OUT ?= build/plugin
+override PLUGIN_OUT := $(abspath $(PLUGIN_OUT))
 PLUGIN_SO := $(PLUGIN_OUT)/dyssect.so
 PLUGIN_PY := $(BESS_DIR)/pybess/plugin_pb/dyssect_msg_pb2.py
 PLUGIN_PROTOC ?= protoc
@@ -16,7 +17,7 @@ PLUGIN_PKGS := libdpdk libglog protobuf
 PLUGIN_CXXFLAGS = -std=c++17 -O3 -DNDEBUG -g -march=$(PLUGIN_CPU) -fPIC -D_GNU_SOURCE \
 	-fno-gnu-unique -Wall -Wextra -Werror -Wno-unused-parameter \
 	-isystem $(BESS_DIR)/core -isystem $(BESS_DIR)/core/modules \
-	-I$(CURDIR) -I$(CURDIR)/$(PLUGIN_OUT) \
+	-I$(CURDIR) -I$(PLUGIN_OUT) \
 	$(shell pkg-config --cflags $(PLUGIN_PKGS))
 PLUGIN_SRCS := $(wildcard modules/*.cc)
 PLUGIN_HDRS := $(wildcard modules/*.h dyssect/*.h)

@@ -726,6 +726,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
                                         batch_id_, static_cast<uint16_t>(slot_), &f);
     if (sh.ranked_epoch != ranked) {
       PublishTop(s);
+      CounterBlock::Bump(cnt_.reclassified);
     }
     c->flow = f;
     c->shard = s;

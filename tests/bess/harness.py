@@ -21,7 +21,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = REPO / "native"
-PLUGIN_DIR = NATIVE / "build" / "plugin"
+# Outside native/build (which `make clean` wipes) so a concurrent clean cannot break a run.
+PLUGIN_DIR = Path(os.environ.get("DYSSECT_PLUGIN_OUT", f"/tmp/dyssect-plugin-{os.getuid()}"))
 SKIP_REASON = "DYSSECT_BESS_SRC is not set (needs a BESS source tree)"
 SOCKET_PREFIX = "dyssect_test_"
 
@@ -35,7 +36,7 @@ def build_plugin(src: Path) -> Path:
     """Builds native/build/plugin/dyssect.so against the tree; returns the .so."""
     env = dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin")
     subprocess.run(
-        ["make", "-C", str(NATIVE), "plugin", f"BESS_DIR={src}"],
+        ["make", "-C", str(NATIVE), "plugin", f"BESS_DIR={src}", f"PLUGIN_OUT={PLUGIN_DIR}"],
         check=True,
         env=env,
         capture_output=True,
@@ -340,7 +341,7 @@ def seq_pipeline(
     b.create_module(
         "DyssectShardManager",
         "dyssect",
-        {"shards": shards, "cores": list(range(1, m + 1)), "working": working},
+        {"shards": shards, "cores": list(range(1, m + 1))},  # all shards start on slot 0
     )
     b.create_module("Source", "src", {"pkt_size": 64})
     b.create_module("Rewrite", "tmpl", {"templates": [udp_template()]})
@@ -352,7 +353,7 @@ def seq_pipeline(
     b.add_tc("rl", policy="rate_limit", wid=0, resource="packet", limit={"packet": rate_pps})
     b.attach_task("src", parent="rl")
     b.attach_task("disp", wid=0)
-    b.create_module("Queue", "outq", {"size": 65536})
+    b.create_module("Queue", "outq", {"size": 16384})
     b.create_module("DyssectSeqCheck", "check", {"flows": flows})
     b.create_module("Sink", "sink", {})
     b.connect_modules("outq", "check")
