@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -87,7 +88,12 @@ TEST(cpu_nf_cost_scales_with_parameter) {
     return us;
   };
   run(1);  // warm-up
-  const double low = run(2), high = run(64);
+  // Minimum of several runs: robust against preemption on a shared machine.
+  double low = 1e18, high = 1e18;
+  for (int r = 0; r < 5; r++) {
+    low = std::min(low, run(2));
+    high = std::min(high, run(64));
+  }
   std::printf("    cpu_nf 100 x 1400 B: 2 iter/B %.0f us, 64 iter/B %.0f us (x%.1f)\n", low, high,
               high / low);
   CHECK(high > 8 * low);  // 32x more work; loose bound against a noisy shared machine
