@@ -86,6 +86,7 @@ def start_bessd(src: Path, plugin_dir: Path, tmp: Path) -> tuple[subprocess.Pope
             "-m",
             "0",
             "--buffers=65536",
+            f"-i={tmp / 'bessd.pid'}",
             f"--grpc_url={url}",
             f"--modules={modules}",
         ],

@@ -89,6 +89,7 @@ def start_bessd(src: Path, modules_dir: Path, log: Path) -> Daemon:
                 "-m",
                 "0",
                 "--buffers=65536",
+                f"-i={log}.pid",  # own pid file: other bessd instances may run on the machine
                 f"--grpc_url={url}",
                 f"--modules={modules_dir}",
             ],

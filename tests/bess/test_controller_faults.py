@@ -135,6 +135,7 @@ def _start_bessd(bess_tree: Path, modules: Path, port: int, log: Path) -> subpro
                 "-m",
                 "0",
                 "--buffers=65536",
+                f"-i={log}.pid",  # own pid file: other bessd instances may run on the machine
                 f"--grpc_url=127.0.0.1:{port}",
                 f"--modules={modules}",
             ],
