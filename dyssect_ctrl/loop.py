@@ -36,6 +36,7 @@ from dyssect_ctrl.dataplane.base import (
     SnapshotRejected,
     SnapshotValidator,
     plan_problem,
+    same_plan,
 )
 from dyssect_ctrl.decision_log import Decision, DecisionLog, snapshot_digest
 from dyssect_ctrl.metrics import Metrics
@@ -413,7 +414,7 @@ class ControlLoop:
     def _reapply(self, reading: Reading) -> None:
         theirs = reading.snapshot.current
         assert self.current is not None
-        if theirs == self.current:
+        if same_plan(theirs, self.current):
             log.info("reconnected: the data plane still runs plan %d", reading.plan_id)
             return
         log.warning(
@@ -486,7 +487,7 @@ class ControlLoop:
             self._fallback(f"{p.mode} solve failed: {e}", "solver_error", loads, reading, read_done)
             return True
         self.pending = None
-        if p.base != self.current:
+        if not same_plan(p.base, self.current):
             self._fallback(
                 "solve result stale (plan changed meanwhile)", "stale", loads, reading, read_done
             )
@@ -573,7 +574,7 @@ class ControlLoop:
             if not g.future.done():
                 return  # still computing; the current plan stays meanwhile
             self.greedy_pending = None
-            if g.base == self.current:
+            if same_plan(g.base, self.current):
                 self._greedy_result(g, reason)
                 return
         base, greedy, params = self.current, self.greedy, self.config.params
@@ -649,7 +650,7 @@ class ControlLoop:
         fallback: str | None = None,
     ) -> None:
         old = self.current
-        if plan == old:
+        if same_plan(plan, old):
             if read_done is not None:
                 self.latencies.append(time.perf_counter() - read_done)
             return

@@ -9,6 +9,7 @@ from dyssect_ctrl.dataplane.base import (
     SnapshotRejected,
     SnapshotValidator,
     plan_problem,
+    same_plan,
 )
 from dyssect_ctrl.model import Params, Plan, ShardStats, Snapshot
 
@@ -99,3 +100,12 @@ def test_plan_problems(plan: Plan, text: str) -> None:
 
 def test_valid_plan_has_no_problem() -> None:
     assert plan_problem(Plan(2, 1, (0, 1), {0: 0, 1: 0}, (0.3, 0.1)), shards=2, cores=4) is None
+
+
+def test_same_plan_compares_offload_to_the_data_planes_precision() -> None:
+    a = Plan(2, 1, (0, 1), {0: 0}, (0.33139499128779915, 0.0))
+    assert same_plan(a, Plan(2, 1, (0, 1), {0: 0}, (0.331395, 0.0)))
+    assert not same_plan(a, Plan(2, 1, (0, 1), {0: 0}, (0.3314, 0.0)))
+    assert not same_plan(a, Plan(2, 1, (1, 1), {0: 0}, (0.331395, 0.0)))
+    assert not same_plan(a, Plan(2, 1, (0, 1), {}, (0.331395, 0.0)))
+    assert not same_plan(a, None) and same_plan(None, None)

@@ -111,6 +111,27 @@ class Dataplane(ABC):
         """Drop the connection; leaves the data plane as it is."""
 
 
+# The plugin stores offload fractions in millionths: what it reports back is rounded.
+OFFLOAD_TOLERANCE = 2e-6
+
+
+def same_plan(a: Plan | None, b: Plan | None) -> bool:
+    """Equal plans, offload fractions compared to the data plane's precision."""
+    if a is None or b is None:
+        return a is b
+    if (a.working, a.offloading, a.assignment) != (b.working, b.offloading, b.assignment):
+        return False
+    if {i: j for i, j in a.pairing.items() if i < a.working} != {
+        i: j for i, j in b.pairing.items() if i < b.working
+    }:
+        return False
+    ra = a.offload or (0.0,) * len(a.assignment)
+    rb = b.offload or (0.0,) * len(b.assignment)
+    return len(ra) == len(rb) and all(
+        abs(x - y) <= OFFLOAD_TOLERANCE for x, y in zip(ra, rb, strict=True)
+    )
+
+
 def plan_problem(plan: Plan, shards: int, cores: int) -> str | None:
     """Why `plan` cannot be applied to a data plane of `shards` shards and `cores` cores."""
     w, e = plan.working, plan.offloading
