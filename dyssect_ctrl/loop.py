@@ -55,6 +55,9 @@ RECONNECT_MAX_TICKS = 2
 WEDGED_LONG_EPOCHS = 10
 # A tick starting more than this fraction of an epoch late is skipped and counted as missed.
 LATE_TOLERANCE = 0.5
+# A re-apply after a reconnect that the data plane refuses (a pipeline still being built) is
+# retried on this many ticks before the controller continues from the data plane's plan.
+REAPPLY_TRIES = 50
 # Slack past the solver's time limit (plus greedy deadline) before a solve counts as late,
 # as a fraction of the short epoch.
 DEADLINE_SLACK = 0.1
@@ -215,6 +218,8 @@ class ControlLoop:
         self._next_long = self.ratio
         self._reject_reason = ""
         self._reject_streak = 0
+        self._reapply_plan: Plan | None = None
+        self._reapply_tries = 0
         self._infeasible_logged = False
         self._reload_lock = threading.Lock()
         self._status: dict[str, Any] = {}
@@ -360,7 +365,7 @@ class ControlLoop:
         self.metrics.observe_dataplane(snap.drops, reading.packets_in, reading.packets_out)
         if self.current is None:
             self._adopt(reading)
-        elif reading.fresh:
+        elif reading.fresh or self._reapply_plan is not None:
             self._reapply(reading)
         self._became_ready()
         try:
@@ -412,21 +417,38 @@ class ControlLoop:
         )
 
     def _reapply(self, reading: Reading) -> None:
+        """After a reconnect, put our plan back; retried while the pipeline is being rebuilt."""
         theirs = reading.snapshot.current
         assert self.current is not None
-        if same_plan(theirs, self.current):
-            log.info("reconnected: the data plane still runs plan %d", reading.plan_id)
+        if reading.fresh:
+            # A reconnect in the middle of re-applying keeps the plan we were putting back.
+            self._reapply_plan, self._reapply_tries = self._reapply_plan or self.current, 0
+        ours = self._reapply_plan
+        assert ours is not None
+        if same_plan(theirs, ours):
+            if self._reapply_tries == 0:
+                log.info("reconnected: the data plane still runs plan %d", reading.plan_id)
+            self._reapply_plan = None
+            self.current = ours
             return
-        log.warning(
-            "reconnected: the data plane runs W=%s E=%s, not ours (W=%d E=%d): re-applying",
-            getattr(theirs, "working", "-"),
-            getattr(theirs, "offloading", "-"),
-            self.current.working,
-            self.current.offloading,
-        )
-        ours = self.current
+        if self._reapply_tries == 0:
+            log.warning(
+                "reconnected: the data plane runs W=%s E=%s, not ours (W=%d E=%d): re-applying",
+                getattr(theirs, "working", "-"),
+                getattr(theirs, "offloading", "-"),
+                ours.working,
+                ours.offloading,
+            )
         self.current = theirs if theirs is not None else Plan.initial(self.config.shards)
-        self._send(ours, reading, kind="reapply", result=None, read_done=None)
+        self._reapply_tries += 1
+        if self._send(ours, reading, kind="reapply", result=None, read_done=None):
+            self._reapply_plan = None
+        elif self._reapply_tries >= REAPPLY_TRIES:
+            log.error(
+                "re-applying our plan failed %d times: continuing from the data plane's plan",
+                self._reapply_tries,
+            )
+            self._reapply_plan = None
 
     # -- planning --------------------------------------------------------------------------
 
@@ -434,6 +456,8 @@ class ControlLoop:
         read_done = time.perf_counter()
         loads = self.last_loads
         assert self.current is not None
+        if self._reapply_plan is not None:
+            return  # our plan goes back first (next tick); no planning on a half-built pipeline
         if self.pending is not None and not self._collect(
             reading, loads, read_done, wait_until=epoch_end
         ):
@@ -648,26 +672,27 @@ class ControlLoop:
         result: PlanResult | None,
         read_done: float | None,
         fallback: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Apply `plan` (one command, whole or not at all); True when the data plane runs it."""
         old = self.current
         if same_plan(plan, old):
             if read_done is not None:
                 self.latencies.append(time.perf_counter() - read_done)
-            return
+            return True
         problem = plan_problem(plan, self.config.shards, self.config.core_count)
         if problem is not None:
             self.metrics.plans_refused.labels(reason="invalid").inc()
             log.error("not applying an invalid plan (%s)", problem)
-            return
+            return False
         try:
             applied = self.dataplane.apply(plan)
         except PlanRejected as e:
             self.metrics.plans_refused.labels(reason="rejected").inc()
             log.error("the data plane refused the %s plan: %s", kind, e)
-            return
+            return False
         except DataplaneError as e:
             self._lost(e, "apply")
-            return
+            return False
         if read_done is not None:
             latency = time.perf_counter() - read_done
             self.latencies.append(latency)
@@ -717,6 +742,7 @@ class ControlLoop:
                     feasible=result.feasible if result is not None else True,
                 )
             )
+        return True
 
     # -- health, status, reload ------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dyssect_ctrl.config import Config, parse_config
-from dyssect_ctrl.dataplane.base import DataplaneError, plan_problem
+from dyssect_ctrl.dataplane.base import DataplaneError, PlanRejected, plan_problem
 from dyssect_ctrl.dataplane.replay import ReplayDataplane
 from dyssect_ctrl.decision_log import DecisionLog, read_decisions
 from dyssect_ctrl.loop import ControlLoop, fallback_reason, fits, make_planner
@@ -52,6 +52,13 @@ class FlakyReplay(ReplayDataplane):
         super().__init__(*a, **kw)
         self.down = 0
         self.reads = 0
+        self.refuse = 0  # plans refused after a restart (a pipeline still being built)
+
+    def apply(self, plan):
+        if self.refuse:
+            self.refuse -= 1
+            raise PlanRejected("working slot 0 has no DyssectWorkingCore (injected)")
+        return super().apply(plan)
 
     def read(self):
         self.reads += 1
@@ -313,3 +320,20 @@ def test_status_document(tmp_path: Path) -> None:
 )
 def test_fallback_reason_labels(text: str, label: str) -> None:
     assert fallback_reason(text) == label
+
+
+def test_reapply_is_retried_while_the_pipeline_is_rebuilt(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [2.2] * 40)
+    rig.ticks(12)
+    ours = rig.loop.current
+    assert ours is not None and ours.working >= 3
+    rig.dp.down = 1
+    rig.dp.refuse = 3  # the restarted pipeline refuses plans for three ticks
+    rig.ticks(1)
+    for _ in range(8):
+        rig.ticks(1)
+        if rig.dp.applied and rig.dp.applied[-1] == ours and rig.dp.refuse == 0:
+            break
+    assert rig.dp.refuse == 0
+    assert rig.dp.applied[-1] == ours  # put back once the pipeline takes it, nothing in between
+    assert rig.metric("dyssect_plans_refused_total", reason="rejected") == 3
