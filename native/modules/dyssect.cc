@@ -39,6 +39,9 @@ double MonotonicSeconds() {
 // empty after the RETA switch before it treats the queue as drained.
 constexpr uint64_t kHwFenceGraceNs = 50 * 1000;
 
+// Idle-flow expiry: one shard, 64 entries, every 100 us per working core.
+constexpr uint64_t kExpireEveryNs = 100 * 1000;
+
 uint32_t RssHashOf(const bess::Packet *pkt, bool *valid) {
   const rte_mbuf *m = reinterpret_cast<const rte_mbuf *>(pkt);
   *valid = (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0;
@@ -526,9 +529,19 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
     c->status = static_cast<uint8_t>(st);
     c->hash = h;
     c->magic = kCtxParsed;
-    if (!mgr_->wslots[steer_[h & mask]].rx->Enqueue(pkt)) {
+    const uint32_t slot = steer_[h & mask];
+    out_[slot][out_n_[slot]++] = pkt;
+  }
+  for (uint32_t w = 0; w < mgr_->num_cores; w++) {
+    const uint32_t n = out_n_[w];
+    if (n == 0) {
+      continue;
+    }
+    out_n_[w] = 0;
+    const uint32_t k = mgr_->wslots[w].rx->EnqueueBurst(out_[w], n);
+    for (uint32_t i = k; i < n; i++) {
       CounterBlock::Bump(cnt_.drops[kDropRxRingFull]);
-      DropPacket(ctx, pkt);
+      DropPacket(ctx, out_[w][i]);
     }
   }
 }
@@ -813,15 +826,17 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
     MigrationWork(ctx, batch);
   }
 
-  // Expire idle flows of one shard per call (bounded work).
-  {
+  // Expire idle flows of one shard at most every kExpireEveryNs (bounded
+  // work, and no sweep of cold table memory on every batch).
+  if (now_ns_ - last_expire_ns_ >= kExpireEveryNs) {
+    last_expire_ns_ = now_ns_;
     const uint32_t s = expire_cursor_;
     expire_cursor_ = (expire_cursor_ + 1) & (mgr_->num_shards - 1);
     Shard &sh = mgr_->shards[s];
     const Ownership o = sh.ownership();
     if (o.owner == slot_ && o.phase != ShardPhase::kReleased && backlog_->Empty()) {
       dyssect::ExpireShard(sh, &mgr_->nf, now_ns_,
-                           mgr_->idle_timeout_ns.load(std::memory_order_relaxed), 32);
+                           mgr_->idle_timeout_ns.load(std::memory_order_relaxed), 64);
     }
   }
 

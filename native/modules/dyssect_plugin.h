@@ -31,6 +31,7 @@
 #include "packet.h"
 #include "pb/dyssect_msg.pb.h"
 #include "port.h"
+#include "worker.h"
 
 #include "dyssect/cpu_nf.h"
 #include "dyssect/flow_key.h"
@@ -191,6 +192,9 @@ class DyssectDispatcher final : public Module {
   uint64_t seen_gen_ = ~0ull;
   bool steering_pending_ = false;
   std::vector<uint16_t> steer_;
+  // per working slot burst, enqueued once per call
+  bess::Packet *out_[Worker::kMaxWorkers][bess::PacketBatch::kMaxBurst];
+  uint32_t out_n_[Worker::kMaxWorkers] = {};
   CounterBlock cnt_;
 };
 
@@ -228,6 +232,7 @@ class DyssectWorkingCore final : public Module {
   uint64_t seen_epoch_ = 0;
   uint64_t seen_gen_ = ~0ull;
   uint32_t expire_cursor_ = 0;
+  uint64_t last_expire_ns_ = 0;
   uint64_t now_ns_ = 0;
   std::vector<Fence> fences_;
   std::vector<uint32_t> fences_new_;
