@@ -15,7 +15,7 @@ PLUGIN_CXX ?= g++
 PLUGIN_CPU ?= native
 PLUGIN_PKGS := libdpdk libglog protobuf
 PLUGIN_CXXFLAGS = -std=c++17 -O3 -DNDEBUG -g -march=$(PLUGIN_CPU) -fPIC -D_GNU_SOURCE \
-	-fno-gnu-unique -Wall -Wextra -Werror -Wno-unused-parameter \
+	-fno-gnu-unique -Wall -Wextra -Werror -Wno-deprecated-copy \
 	-isystem $(BESS_DIR)/core -isystem $(BESS_DIR)/core/modules \
 	-I$(CURDIR) -I$(PLUGIN_OUT) \
 	$(shell pkg-config --cflags $(PLUGIN_PKGS))
