@@ -164,6 +164,25 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
 }
 
 void DyssectShardManager::DeInit() {
+  // Workers are paused when a module is destroyed: free what is still queued.
+  for (uint32_t i = 0; wslots && i < num_cores; i++) {
+    bess::Packet *p;
+    while (wslots[i].rx && wslots[i].rx->Dequeue(&p)) {
+      if (!IsFence(p)) {
+        bess::Packet::Free(p);
+      }
+    }
+    dyssect::OffloadItem it;
+    while (wslots[i].offl && wslots[i].offl->ring.Dequeue(&it)) {
+      bess::Packet::Free(static_cast<bess::Packet *>(it.pkt));
+    }
+  }
+  for (uint32_t s = 0; s < shards.size(); s++) {
+    dyssect::PacketRef ref;
+    while (shards[s].handoff.Dequeue(&ref)) {
+      bess::Packet::Free(static_cast<bess::Packet *>(ref));
+    }
+  }
   std::lock_guard<std::mutex> lock(g_registry_mu);
   auto it = g_managers.find(name());
   if (it != g_managers.end() && it->second == this) {
@@ -622,6 +641,10 @@ CommandResponse DyssectWorkingCore::Init(const dyssect::pb::DyssectWorkingCoreAr
 }
 
 void DyssectWorkingCore::DeInit() {
+  bess::Packet *p;
+  while (backlog_ && backlog_->Dequeue(&p)) {
+    bess::Packet::Free(p);
+  }
   if (port_ != nullptr) {
     queue_t q = static_cast<queue_t>(qid_);
     port_->ReleaseQueues(reinterpret_cast<const module *>(this), PACKET_DIR_INC, &q, 1);
