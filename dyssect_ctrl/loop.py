@@ -31,6 +31,7 @@ from dyssect_ctrl.dataplane.base import (
     Dataplane,
     DataplaneError,
     PipelineAbsent,
+    PlanDeferred,
     PlanRejected,
     Reading,
     SnapshotRejected,
@@ -458,6 +459,11 @@ class ControlLoop:
         assert self.current is not None
         if self._reapply_plan is not None:
             return  # our plan goes back first (next tick); no planning on a half-built pipeline
+        if reading.migrating and self.pending is None:
+            # The last plan is still being carried out (shards moving, rings handing over): a
+            # new plan would be refused (EBUSY). Measure only; plan on the next epoch.
+            self.metrics.epochs_migrating.inc()
+            return
         if self.pending is not None and not self._collect(
             reading, loads, read_done, wait_until=epoch_end
         ):
@@ -686,6 +692,11 @@ class ControlLoop:
             return False
         try:
             applied = self.dataplane.apply(plan)
+        except PlanDeferred as e:
+            # Busy with the previous plan's migrations: the next epoch plans again.
+            self.metrics.plans_refused.labels(reason="busy").inc()
+            log.info("the data plane is busy, %s plan not applied this epoch: %s", kind, e)
+            return False
         except PlanRejected as e:
             self.metrics.plans_refused.labels(reason="rejected").inc()
             log.error("the data plane refused the %s plan: %s", kind, e)

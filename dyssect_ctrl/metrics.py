@@ -105,6 +105,11 @@ class Metrics:
             registry=r,
         )
         self.epochs = Counter("dyssect_epochs_total", "Epochs run", ["kind"], registry=r)
+        self.epochs_migrating = Counter(
+            "dyssect_epochs_migrating_total",
+            "Epochs not planned because the data plane was still migrating",
+            registry=r,
+        )
         self.epochs_missed = Counter(
             "dyssect_epochs_missed_total",
             "Epoch ticks skipped because the loop ran late",

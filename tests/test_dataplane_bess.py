@@ -21,7 +21,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dyssect_ctrl.config import parse_config
-from dyssect_ctrl.dataplane.base import DataplaneError, PipelineAbsent, PlanRejected
+from dyssect_ctrl.dataplane.base import (
+    DataplaneError,
+    PipelineAbsent,
+    PlanDeferred,
+    PlanRejected,
+)
 from dyssect_ctrl.dataplane.bess import BessDataplane, _Deadline
 from dyssect_ctrl.loop import ControlLoop
 from dyssect_ctrl.metrics import Metrics
@@ -112,6 +117,7 @@ class Daemon:
         self.packets = 50_000  # per shard and window: 0.5 cores per shard at 1 us
         self.migrating = False
         self.window_s = 0.0
+        self.busy = False
         self.reset_plan()
         self.reset_counters()
 
@@ -180,6 +186,8 @@ class Daemon:
                 plan_id=self.plan_id,
             )
         if cmd == "apply_plan":
+            if self.busy:
+                raise b.Error(errno.EBUSY, "a migration is still in progress; retry")
             w = arg["working"]
             if len(arg["assignment"]) != self.shards or any(a >= w for a in arg["assignment"]):
                 raise b.Error(errno.EINVAL, "bad plan")
@@ -444,4 +452,27 @@ def test_restarted_controller_adopts_the_running_plan(rig) -> None:
     # The first thing sent (if anything) is a plan derived from the running one, never W=1.
     applies = [c for c in rig.daemon.calls if c[0] == "apply_plan"]
     assert all(a[2]["working"] >= 2 for a in applies)
+    loop.close()
+
+
+def test_busy_data_plane_defers_the_plan_and_the_loop_waits_for_migrations(rig) -> None:
+    rig.dp.connect()
+    rig.daemon.busy = True
+    with pytest.raises(PlanDeferred, match="migration is still in progress"):
+        rig.dp.apply(Plan(2, 0, (0, 1) * 4, {}, (0.0,) * 8))
+    assert rig.dp.health.connected  # busy is not a lost connection
+    rig.daemon.busy = False
+    rig.daemon.calls.clear()
+    rig.daemon.packets = 120_000  # more than one core's worth
+    registry = CollectorRegistry()
+    loop = ControlLoop(rig.config, rig.dp, Metrics(registry), None)
+    rig.daemon.migrating = True
+    for _ in range(6):
+        loop.tick()
+    assert not [c for c in rig.daemon.calls if c[0] == "apply_plan"]  # waits while migrating
+    assert registry.get_sample_value("dyssect_epochs_migrating_total") == 6
+    rig.daemon.migrating = False
+    for _ in range(6):
+        loop.tick()
+    assert loop.connected and rig.daemon.plan.working >= 2
     loop.close()

@@ -39,6 +39,10 @@ class PlanRejected(Exception):
     """The data plane refused a plan (it applies nothing in that case)."""
 
 
+class PlanDeferred(PlanRejected):
+    """The data plane is busy (a migration or ring hand-off under way): try again later."""
+
+
 class SnapshotRejected(Exception):
     """A snapshot with impossible values; it is counted and never planned on."""
 

@@ -26,6 +26,7 @@ from dyssect_ctrl.dataplane.base import (
     Dataplane,
     DataplaneError,
     PipelineAbsent,
+    PlanDeferred,
     PlanRejected,
     Reading,
     plan_problem,
@@ -267,8 +268,12 @@ class BessDataplane(Dataplane):
         try:
             resp = self._command("apply_plan", "DyssectCommandApplyPlanArg", arg)
         except self._daemon_error as e:
-            if getattr(e, "code", None) == errno.EINVAL:
+            code = getattr(e, "code", None)
+            if code == errno.EINVAL:
                 raise PlanRejected(str(getattr(e, "errmsg", e))) from None
+            if code == errno.EBUSY:
+                # A migration or offload hand-off is under way; nothing was applied.
+                raise PlanDeferred(str(getattr(e, "errmsg", e))) from None
             raise DataplaneError(f"apply_plan: {e}") from None
         return ApplyResult(plan_id=int(resp.plan_id), migrations=int(resp.migrations))
 
