@@ -24,6 +24,16 @@ PLUGIN_HDRS := $(wildcard modules/*.h dyssect/*.h)
 
 .PHONY: plugin plugin-check plugin-clean
 
+# Fail before anything runs (the parent Makefile builds with -j2).
+ifneq ($(filter plugin,$(MAKECMDGOALS)),)
+  ifeq ($(BESS_DIR),)
+    $(error BESS_DIR (or DYSSECT_BESS_SRC) must name a built BESS tree)
+  endif
+  ifeq ($(wildcard $(BESS_DIR)/core/bessd),)
+    $(error $(BESS_DIR)/core/bessd not found: build BESS first)
+  endif
+endif
+
 plugin: plugin-check $(PLUGIN_SO) $(PLUGIN_PY)
 
 plugin-check:
