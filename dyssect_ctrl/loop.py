@@ -209,6 +209,8 @@ class ControlLoop:
         self.apply_latencies: deque[float] = deque(maxlen=100_000)
         # ...minus the solve itself: the loop's own share (read to submit, collect, apply, log).
         self.apply_overheads: deque[float] = deque(maxlen=100_000)
+        # Time of the data plane's apply call alone (resume cores + apply_plan).
+        self.apply_rpc: deque[float] = deque(maxlen=100_000)
         # CPU time of the loop thread (the solver threads not included).
         self.loop_cpu_s = 0.0
         self._retry_at_tick = 0
@@ -690,8 +692,10 @@ class ControlLoop:
             self.metrics.plans_refused.labels(reason="invalid").inc()
             log.error("not applying an invalid plan (%s)", problem)
             return False
+        t_apply = time.perf_counter()
         try:
             applied = self.dataplane.apply(plan)
+            self.apply_rpc.append(time.perf_counter() - t_apply)
         except PlanDeferred as e:
             # Busy with the previous plan's migrations: the next epoch plans again.
             self.metrics.plans_refused.labels(reason="busy").inc()

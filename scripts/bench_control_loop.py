@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     every = [x * 1e3 for x in loop.latencies]
     applied = [x * 1e3 for x in loop.apply_latencies]
     overhead = [x * 1e3 for x in loop.apply_overheads]
+    rpc = [x * 1e3 for x in loop.apply_rpc]
     loop_cpu = loop.loop_cpu_s
     result = {
         "source": source,
@@ -300,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             "p99": percentile(overhead, 99),
             "max": max(overhead, default=float("nan")),
         },
+        "apply_call_ms": {
+            "p50": percentile(rpc, 50),
+            "p99": percentile(rpc, 99),
+            "max": max(rpc, default=float("nan")),
+        },
         "loop_thread_cpu_s": round(loop_cpu, 3),
         "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(),
@@ -320,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         ("every decided epoch", every),
         ("epochs that applied a plan", applied),
         ("  the same minus the solve", overhead),
+        ("  the data plane's apply call", rpc),
     )
     for name, xs in rows:
         print(
