@@ -21,6 +21,13 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 logdir="${MOLECULE_LOG_DIR:-/tmp/molecule-logs}"
 mkdir -p "$logdir"
 
+# One run at a time per machine: each run puts the shared hugepage pool back at its end.
+exec 9>/run/lock/dyssect-molecule-all.lock
+if ! flock -n 9; then
+    echo "molecule-all: another run holds /run/lock/dyssect-molecule-all.lock; waiting"
+    flock 9
+fi
+
 hp2m=/proc/sys/vm/nr_hugepages
 hp1g=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
 orig2m=$(cat "$hp2m")
