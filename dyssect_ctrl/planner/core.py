@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -438,8 +439,12 @@ def balance_plan(
     params: Params,
     cores: int,
     pairs: Sequence[tuple[int, int]] | None = None,
+    deadline: float = math.inf,
 ) -> Plan:
     """Best-balance plan on all cores: bisect the common load cap z, keep the smallest that packs.
+
+    `deadline` (time.perf_counter): past it, the bisection stops with the best plan so far (and
+    the growth phase jumps to a cap every construction meets), so a plan always comes back.
 
     Used when no plan meets the caps with every core: W + E as large as allowed (all M cores
     unless there are fewer shards), the largest core load (working or offloading) as small as
@@ -475,14 +480,18 @@ def balance_plan(
         return None
 
     lo = min(z_bound(p) for p in ranked)
-    hi = max(lo, 1e-9)
+    # a cap above the whole load (x 1/sigma for the offloaded part): every construction fits
+    safe = (total + vmax) * (1.0 + (1.0 / sigma if sigma > 0.0 else 0.0)) + 1.0
+    hi = max(lo, 1e-9) if time.perf_counter() <= deadline else max(lo, safe)
     best = attempt(hi)
     while best is None:  # grow until a construction fits, then bisect
         lo = hi
         hi = hi * 1.25 + 1e-9
+        if hi >= safe or time.perf_counter() > deadline:
+            hi = max(hi, safe)
         best = attempt(hi)
     for _ in range(30):
-        if hi - lo <= 1e-4 * hi:
+        if hi - lo <= 1e-4 * hi or time.perf_counter() > deadline:
             break
         z = (lo + hi) / 2.0
         found = attempt(z)
@@ -513,8 +522,6 @@ def pack_search(
     cores must not outnumber the shards left; cores in the same state inside a group, groups in
     the same state, and equal shards placed in non-decreasing core order are tried once.
     """
-    import time as _time
-
     n = len(loads)
     order = sorted(range(n), key=lambda s: -loads[s])
     v = [float(loads[s]) for s in order]
@@ -591,7 +598,7 @@ def pack_search(
 
     def rec(k: int) -> bool:
         nodes[0] += 1
-        if nodes[0] % 256 == 0 and _time.perf_counter() > deadline:
+        if nodes[0] % 32 == 0 and time.perf_counter() > deadline:
             raise SearchTimeout
         if k == n:
             return empty[0] == 0

@@ -54,19 +54,25 @@ def solve_long(
     use_milp = backend != "greedy"
     solves = 0
     late = False
+    last_tries = 0
+    # hard deadline for everything, the constructions and the best-balance plan included
+    limit = greedy_deadline_s if backend == "greedy" else time_limit_s
+    end = t0 + limit
     for k in sorted(levels):
         for w, e in levels[k]:
-            if backend == "greedy" and not late and time.perf_counter() - t0 > greedy_deadline_s:
+            if not late and time.perf_counter() > end:
                 # past the deadline: one last try with the most cores, then give up
                 late = True
                 proven = False
-                notes.append(f"greedy deadline {greedy_deadline_s * 1e3:g} ms reached")
-            if late and k != max(levels):
+                what = "greedy deadline" if backend == "greedy" else f"{backend}: long time limit"
+                notes.append(f"{what} {limit * 1e3:g} ms reached")
+            if late and (k != max(levels) or last_tries >= 2):
                 break
+            last_tries += late
             plan = core.construct(loads, w, e, caps)
             if plan is not None:
                 return LongOutcome(plan, True, proven, fallback, "; ".join(notes), solves)
-        if not use_milp:
+        if not use_milp or late:
             proven = False
             continue
         for w, e in levels[k]:
@@ -91,7 +97,7 @@ def solve_long(
             if status != "infeasible":
                 proven = False
                 notes.append(f"{backend}: no answer at W={w},E={e} ({detail})")
-    plan = core.balance_plan(loads, params, cores)
+    plan = core.balance_plan(loads, params, cores, deadline=end)
     msg = f"infeasible with all {cores} cores: best-balance plan on all cores"
     if notes:
         msg += "; " + "; ".join(notes)

@@ -144,8 +144,15 @@ class _State:
 
 
 def repair(
-    loads: Sequence[float], w: int, e: int, caps: Caps, cur: Plan
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    cur: Plan,
+    deadline: float = math.inf,
 ) -> tuple[list[int], dict[int, int]] | None:
+    """A valid placement close to the current plan, or None (none found, or past `deadline`,
+    a time.perf_counter value checked in every loop that grows with S or W)."""
     n = len(loads)
     st = _State(loads, w, e, caps)
     pool: list[int] = []
@@ -200,6 +207,8 @@ def repair(
         st.add(s, i)
     # place the pool, largest first, where most room is left
     for s in sorted(pool, key=lambda x: -loads[x]):
+        if time.perf_counter() > deadline:
+            return None
         gover = [st.group_over(j) for j in range(e)]
         best = max(range(w), key=lambda i: st.room_after(s, i, gover))
         if st.room_after(s, best, gover) < -EPS:
@@ -208,6 +217,8 @@ def repair(
     # fix over-full groups: repoint a core or move a shard, the biggest relief first
     if e and math.isfinite(b):
         for _ in range(4 * n + 4 * w):
+            if time.perf_counter() > deadline:
+                return None
             gover = [st.group_over(j) for j in range(e)]
             bad = [j for j in range(e) if gover[j] > b + EPS]
             if not bad:
@@ -221,6 +232,8 @@ def repair(
                 oi = st.over(i)
                 if oi <= 0:
                     continue
+                if time.perf_counter() > deadline:
+                    return None
                 if len(mem) >= 2:
                     for jj in range(e):
                         if jj != j and b - gover[jj] >= oi - EPS and oi > best_gain + EPS:
@@ -334,16 +347,22 @@ def solve_short(
     time_limit_s: float,
     greedy_deadline_s: float = 0.005,
 ) -> ShortOutcome:
-    """greedy: repair and a search cut at greedy_deadline_s; other backends: search for up to
-    half the time limit (at most SEARCH_S), then the MILP for what is left of the limit."""
+    """greedy: everything within greedy_deadline_s; other backends: repair, then the search for up
+    to half the time limit (at most SEARCH_S), then the MILP for what is left of the limit.
+
+    The deadline is hard (time.perf_counter, checked inside every search and repair loop): when
+    it passes, the best valid plan found so far is returned (the repair, else a construction,
+    else the best-balance plan, itself cut at the deadline), with optimal=False.
+    """
     t0 = time.perf_counter()
+    end = t0 + (greedy_deadline_s if backend == "greedy" else time_limit_s)
     n = len(loads)
     caps = Caps.of(params)
     if len(cur.assignment) != n:
         cur = Plan.initial(n)
     old_r = cur.offload if len(cur.offload) == n else None
     if not core.Bounds(loads, caps).possible(w, e):
-        plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)])
+        plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)], deadline=end)
         return ShortOutcome(
             plan,
             False,
@@ -353,7 +372,7 @@ def solve_short(
             0,
         )
     lb = lower_bound(loads, w, e, caps, cur)
-    rep = repair(loads, w, e, caps, cur)
+    rep = repair(loads, w, e, caps, cur, end)
     best: tuple[list[int], dict[int, int]] | None = rep
     best_cost = migrations(rep[0], rep[1], w, cur) if rep else math.inf
     if best is not None and best_cost <= lb:
@@ -372,8 +391,7 @@ def solve_short(
         cur,
         lb,
         best_cost,
-        time.perf_counter()
-        + (greedy_deadline_s if backend == "greedy" else min(0.5 * time_limit_s, SEARCH_S)),
+        end if backend == "greedy" else min(end, t0 + min(0.5 * time_limit_s, SEARCH_S)),
     )
     if status == "found" and found is not None:
         plan = core.finish(found[0], found[1], loads, w, e, caps, old_r)
@@ -382,14 +400,14 @@ def solve_short(
         plan = core.finish(best[0], best[1], loads, w, e, caps, old_r)
         return ShortOutcome(plan, True, True, None, "", lb)
     lb = max(lb, k)
-    if backend != "greedy":
+    if backend != "greedy" and time.perf_counter() < end:
         model = formulation.build(loads, w, e, caps, current=cur)
         start = None
         if best is not None:
             start = model.encode(Plan(w, e, tuple(best[0]), best[1], ()), loads, caps)
         used = True
         try:
-            left = max(1e-3, time_limit_s - (time.perf_counter() - t0))
+            left = max(1e-3, end - time.perf_counter())
             res = milp.solve(backend, model.milp, left, start)
         except milp.BackendError as exc:
             res = None
@@ -409,13 +427,17 @@ def solve_short(
                 best = None
             else:
                 fallback = f"{backend}: {res.detail or res.status} after {time_limit_s} s"
+    elif backend != "greedy":
+        msg = f"{backend}: time limit {time_limit_s} s used up before the MILP"
+        if best is None:
+            fallback = msg
     if best is None:
         if backend == "greedy" or fallback is not None:
             plan_c = core.construct(loads, w, e, caps)
             if plan_c is not None:
                 best = (list(plan_c.assignment), dict(plan_c.pairing))
         if best is None:
-            plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)])
+            plan = core.balance_plan(loads, params, w + e, pairs=[(w, e)], deadline=end)
             return ShortOutcome(
                 plan,
                 False,
@@ -597,10 +619,14 @@ def exact_search(
     def ok_now() -> bool:
         return not violated()
 
-    def dfs(k: int) -> bool:
+    def tick() -> None:
+        # every node and every last-level check counts: a check costs O(W), a node O(S + W)
         nodes[0] += 1
-        if nodes[0] % 128 == 0 and time.perf_counter() > deadline:
+        if nodes[0] % 16 == 0 and time.perf_counter() > deadline:
             raise _Budget
+
+    def dfs(k: int) -> bool:
+        tick()
         bad = violated()
         if not bad:
             return True
@@ -618,6 +644,8 @@ def exact_search(
                     if j2 == grp[i] or gsum[j2] + oi > b + EPS:
                         continue
                     old = repoint(i, j2)
+                    if k == 1:
+                        tick()
                     if ok_now() if k == 1 else dfs(k - 1):
                         return True
                     repoint(i, old)
@@ -645,6 +673,7 @@ def exact_search(
                     seen_d.add(dk)
                     if k == 1:
                         # last action: check it arithmetically, move only when it works
+                        tick()
                         if last_move_fixes(s, i, d, t):
                             move(s, d)
                             return True
