@@ -95,7 +95,27 @@ class FlowTable {
   // last_seen = now) if absent. *inserted says which. nullptr when the table
   // is full (counted in insert_failures).
   FlowEntry* FindOrInsert(const FlowKey& key, uint32_t rss_hash, uint64_t now, bool* inserted) {
-    const uint64_t h = FlowKeyHash(key);
+    return FindOrInsertHashed(key, FlowKeyHash(key), rss_hash, now, inserted);
+  }
+
+  // Batch lookups hide the two dependent cache misses of a lookup (index
+  // slot, then entry): PrefetchIndex for every packet of a batch, then
+  // PrefetchEntry for each (reads the slot, now arriving), then
+  // FindOrInsertHashed. h must be FlowKeyHash(key). PrefetchIndex is only a
+  // hint and may be called by any thread; PrefetchEntry reads the index, so
+  // only the table's owner may call it.
+  void PrefetchIndex(uint64_t h) const {
+    __builtin_prefetch(&index_[static_cast<uint32_t>(h) & index_mask_], 0, 3);
+  }
+  void PrefetchEntry(uint64_t h) const {
+    const uint64_t s = index_[static_cast<uint32_t>(h) & index_mask_];
+    if (s != 0 && SlotHash(s) == static_cast<uint32_t>(h)) {
+      __builtin_prefetch(&entries_[SlotIdx(s)], 1, 3);
+    }
+  }
+
+  FlowEntry* FindOrInsertHashed(const FlowKey& key, uint64_t h, uint32_t rss_hash, uint64_t now,
+                                bool* inserted) {
     uint32_t pos;
     FlowEntry* e = Find(key, h, &pos);
     if (DYSSECT_LIKELY(e != nullptr)) {

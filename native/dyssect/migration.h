@@ -142,6 +142,10 @@ inline bool TryTakeOver(ShardSet& set, Shard& s, uint32_t core, Drain&& drain) {
 // Result of Classify for one packet.
 enum class Path : uint8_t { kLocal, kOffload, kDrop };
 
+inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t key_hash,
+                           uint32_t rss_hash, uint32_t bytes, uint64_t now, uint64_t batch_id,
+                           uint16_t my_ring, FlowEntry** flow_out);
+
 // Owner only. Finds or creates the flow, updates flow and shard counters and
 // decides the packet's path. kOffload: the caller enqueues {pkt, flow, &s} on
 // its offload ring (my_ring), calling OffloadFailed if that fails. kDrop:
@@ -150,6 +154,15 @@ enum class Path : uint8_t { kLocal, kOffload, kDrop };
 inline Path Classify(ShardSet& set, Shard& s, const FlowKey& key, uint32_t rss_hash,
                      uint32_t bytes, uint64_t now, uint64_t batch_id, uint16_t my_ring,
                      FlowEntry** flow_out) {
+  return ClassifyHashed(set, s, key, FlowKeyHash(key), rss_hash, bytes, now, batch_id, my_ring,
+                        flow_out);
+}
+
+// Classify with the flow-table hash already computed (key_hash =
+// FlowKeyHash(key)), for callers that prefetched the table (flow_table.h).
+inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t key_hash,
+                           uint32_t rss_hash, uint32_t bytes, uint64_t now, uint64_t batch_id,
+                           uint16_t my_ring, FlowEntry** flow_out) {
   const uint64_t epoch = set.window_epoch.load(std::memory_order_relaxed);
   const uint32_t ratio = s.ratio_ppm.load(std::memory_order_relaxed);
   if (DYSSECT_UNLIKELY(s.ranked_epoch != epoch || s.applied_ratio_ppm != ratio)) {
@@ -158,7 +171,7 @@ inline Path Classify(ShardSet& set, Shard& s, const FlowKey& key, uint32_t rss_h
     s.applied_ratio_ppm = ratio;
   }
   bool inserted;
-  FlowEntry* f = s.table.FindOrInsert(key, rss_hash, now, &inserted);
+  FlowEntry* f = s.table.FindOrInsertHashed(key, key_hash, rss_hash, now, &inserted);
   if (DYSSECT_UNLIKELY(f == nullptr)) {
     s.CountDrop(kDropTableFull);
     *flow_out = nullptr;
