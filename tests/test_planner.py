@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -202,3 +203,165 @@ def test_available_backends_and_unknown_solver():
 def test_bad_inputs_are_refused(loads, cores, current, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         plan(loads, P, cores, current)
+
+
+# ---------------------------------------------------------------------------------------------
+# Deadlines: every stage stops at the time limit. CPU time of this thread (time.thread_time) is
+# asserted, not wall time, so that a loaded machine does not fail the tests; the margins are the
+# stages that run once and are not cut (model hand-over, the final r choice, the checks).
+
+
+# HiGHS calls its interrupt callback between phases of the root node (presolve, root LP, cuts),
+# not inside them: one such stretch took up to ~30 ms of CPU at S=256, W=7..11 (measured).
+HIGHS_STRETCH = 0.035
+
+
+def _hard_256():
+    """S=256, M=32 short instances where the repair misses the lower bound and the exact search
+    needs far more than the limits below (asserted in the tests)."""
+    from dyssect_ctrl.planner import core
+    from dyssect_ctrl.planner import short as short_mod
+
+    caps = core.Caps.of(P)
+    out = []
+    for k in (2, 10, 12, 20, 28):
+        loads = instance(256, 32, k, seed=3)
+        lr = plan(
+            loads, P, 32, Plan.initial(256), mode="long", solver="greedy", greedy_deadline_s=1.0
+        )
+        w, e = lr.plan.working, lr.plan.offloading
+        cur = random_current(256, w, e, random.Random(k))
+        rep = short_mod.repair(loads, w, e, caps, cur)
+        lb = short_mod.lower_bound(loads, w, e, caps, cur)
+        assert rep is not None and short_mod.migrations(rep[0], rep[1], w, cur) > lb
+        out.append((loads, w, e, cur, lb))
+    return out
+
+
+def _cpu(fn):
+    t = time.thread_time()
+    out = fn()
+    return out, time.thread_time() - t
+
+
+def test_exact_search_stops_at_its_deadline():
+    from dyssect_ctrl.planner import core
+    from dyssect_ctrl.planner import short as short_mod
+
+    caps = core.Caps.of(P)
+    for loads, w, e, cur, lb in _hard_256():
+        # hard: 50 ms is not enough to settle it
+        st_, _, _ = short_mod.exact_search(
+            loads, w, e, caps, cur, lb, 1e9, time.perf_counter() + 0.05
+        )
+        assert st_ == "unknown"
+        (st_, found, k), cpu = _cpu(
+            lambda loads=loads, w=w, e=e, cur=cur, lb=lb: short_mod.exact_search(
+                loads, w, e, caps, cur, lb, 1e9, time.perf_counter() + 0.002
+            )
+        )
+        assert st_ == "unknown" and found is None and k >= lb
+        assert cpu < 0.002 + 0.004, cpu
+
+
+@pytest.mark.parametrize("solver", ["highs", "greedy"])
+def test_short_plan_ends_within_its_time_limit(solver):
+    milp.new_highs(1.0)  # the first highspy import is not the planner's time
+    limit, greedy_dl = 0.02, 0.002
+    # HiGHS: its root processing is one stretch without callbacks (test_highs_stops_at_...)
+    budget = greedy_dl + 0.006 if solver == "greedy" else limit + HIGHS_STRETCH
+    for loads, w, e, cur, lb in _hard_256():
+        for ld in (loads, [2.0 * v for v in loads]):  # as measured; infeasible with W, E
+            res, cpu = _cpu(
+                lambda ld=ld, w=w, e=e, cur=cur: plan(
+                    ld,
+                    P,
+                    w + e,
+                    cur,
+                    mode="short",
+                    solver=solver,
+                    short_time_limit_s=limit,
+                    greedy_deadline_s=greedy_dl,
+                )
+            )
+            _check(res, ld, P, w + e)
+            assert (res.plan.working, res.plan.offloading) == (w, e)
+            assert cpu < budget, (solver, cpu)
+            if ld is loads:
+                assert res.feasible
+                if solver == "greedy":  # cut by the deadline: not proven
+                    assert not res.optimal and res.plan.migrations(cur) > lb
+        # a planner whose short model starts from another W, E (repair from scratch)
+        other = random_current(256, max(1, w - 2), 0, random.Random(w))
+        pl = Planner(
+            P, w + e, 256, solver=solver, short_time_limit_s=limit, greedy_deadline_s=greedy_dl
+        )
+        cur2 = Plan(w, e, other.assignment, cur.pairing, ())
+        res, cpu = _cpu(lambda pl=pl, loads=loads, cur2=cur2: pl.short(loads, cur2))
+        _check(res, loads, P, w + e)
+        assert cpu < budget, (solver, cpu)
+
+
+@pytest.mark.parametrize("solver", ["highs", "greedy"])
+def test_long_plan_ends_within_its_time_limit(solver, monkeypatch):
+    """Constructions made to miss every level below all cores: the level search, packing
+    search, MILPs and the best-balance plan must all stop at the limit."""
+    from dyssect_ctrl.planner import core
+    from dyssect_ctrl.planner import long as long_mod
+
+    milp.new_highs(1.0)
+    real = core.construct
+    monkeypatch.setattr(
+        long_mod.core,
+        "construct",
+        lambda ld, w, e, caps: None if w + e < 32 else real(ld, w, e, caps),
+    )
+    limit, greedy_dl = 0.03, 0.002
+    # uncut stages at S=256: bounds, a last construction or two, r choice (~2-3 ms each)
+    budget = greedy_dl + 0.012 if solver == "greedy" else limit + HIGHS_STRETCH
+    for k in range(4):
+        loads = instance(256, 32, k, seed=3)
+        for ld in (loads, [4.0 * v for v in loads]):  # the second infeasible at 32 cores
+            res, cpu = _cpu(
+                lambda ld=ld: plan(
+                    ld,
+                    P,
+                    32,
+                    Plan.initial(256),
+                    mode="long",
+                    solver=solver,
+                    long_time_limit_s=limit,
+                    greedy_deadline_s=greedy_dl,
+                )
+            )
+            _check(res, ld, P, 32)
+            assert cpu < budget, (solver, k, cpu)
+
+
+def test_best_balance_plan_past_its_deadline_is_quick_and_valid():
+    from dyssect_ctrl.planner import core
+
+    loads = [3.0 * v for v in instance(256, 32, 1)]
+    full = core.balance_plan(loads, P, 32)
+    cut, cpu_cut = _cpu(lambda: core.balance_plan(loads, P, 32, deadline=time.perf_counter()))
+    for p in (full, cut):
+        assert not violations(p, loads, P, 32, check_caps=False)
+    assert cpu_cut < 0.006
+    assert max_core_load(cut, loads, P) >= max_core_load(full, loads, P) - 1e-9
+
+
+def test_highs_stops_at_its_time_limit():
+    """HiGHS's own time_limit is checked between phases only (2x over, measured); the interrupt
+    callback stops it at the deadline. Root processing is one stretch without callbacks, hence
+    the margin (without the callback: 40 to 65 ms over a 50 ms limit at this size)."""
+    from dyssect_ctrl.planner import core, formulation
+
+    milp.new_highs(1.0)
+    caps = core.Caps.of(P)
+    loads = instance(256, 32, 0, seed=3)
+    cur = random_current(256, 7, 4, random.Random(0))
+    m = formulation.build(loads, 7, 4, caps, current=cur)
+    for _ in range(3):
+        res, cpu = _cpu(lambda: milp.solve_highs(m.milp, 0.03))
+        assert res.status in ("feasible", "nosolution")  # unsolved in 30 ms: the test means it
+        assert cpu < 0.03 + HIGHS_STRETCH, cpu

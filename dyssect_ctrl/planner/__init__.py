@@ -88,6 +88,13 @@ def _result(
     )
 
 
+def _short_after_long(t0: float, long_t: float, short_t: float, greedy_t: float) -> float:
+    """Time for a short solve that follows a long one in the same call: what is left of the long
+    limit (at least the greedy deadline), so the call ends within its long limit + greedy_t."""
+    left = long_t - (time.perf_counter() - t0)
+    return min(short_t, max(greedy_t, left))
+
+
 def _long(loads, params, cores, backend, long_t, greedy_t) -> LongOutcome:
     if backend == "gurobi" and not milp.gurobi_available():
         out = solve_long(
@@ -146,7 +153,9 @@ def plan(
         e,
         current,
         backend=backend,
-        time_limit_s=short_time_limit_s,
+        time_limit_s=_short_after_long(
+            t0, long_time_limit_s, short_time_limit_s, greedy_deadline_s
+        ),
         greedy_deadline_s=greedy_deadline_s,
     )
     so.fallback = so.fallback or lo.fallback
@@ -248,7 +257,9 @@ class Planner:
                 current.offloading,
                 current,
                 backend=self.backend,
-                time_limit_s=self.short_time_limit_s,
+                time_limit_s=_short_after_long(
+                    t0, self.long_time_limit_s, self.short_time_limit_s, self.greedy_deadline_s
+                ),
                 greedy_deadline_s=self.greedy_deadline_s,
             )
             if so.feasible:

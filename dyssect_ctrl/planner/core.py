@@ -553,6 +553,8 @@ def pack_search(
         nxt = sums[kk + 1]
         if nxt is None:
             break
+        if time.perf_counter() > deadline:  # this table alone can take 60 ms at S=256
+            raise SearchTimeout
         # deduplicated on rounded values, the exact sums kept (rounding would accumulate)
         keyed = {round(x, 9): x for x in nxt}
         for x in nxt:
