@@ -17,6 +17,9 @@ from dyssect_ctrl.planner import short as short_mod
 from tests.plan_checker import violations
 
 P = Params(sigma=0.4)
+# limits for calls whose optimality is asserted: wall-clock limits of a loaded machine must not
+# decide the outcome (the deadline tests in test_planner.py use short ones, on CPU time)
+SLOW = {"long_time_limit_s": 60.0, "short_time_limit_s": 60.0}
 
 needs_gurobi = pytest.mark.skipif(
     not milp.gurobi_available(), reason="gurobipy cannot solve here (not installed or no licence)"
@@ -30,7 +33,7 @@ def _hard_short(s: int, m: int, tries: int = 200):
     out = []
     for k in range(tries):
         loads = instance(s, m, k, seed=3)
-        lr = plan(loads, P, m, Plan.initial(s), mode="long", solver="greedy")
+        lr = plan(loads, P, m, Plan.initial(s), mode="long", solver="greedy", greedy_deadline_s=1.0)
         w, e = lr.plan.working, lr.plan.offloading
         cur = random_current(s, w, e, random.Random(k))
         rep = short_mod.repair(loads, w, e, caps, cur)
@@ -73,14 +76,14 @@ def test_highs_and_gurobi_same_objective_on_placement_models(no_search):
         g = milp.solve_gurobi(model.milp, 20.0)
         assert h.status == g.status == "optimal"
         assert h.objective == pytest.approx(g.objective, abs=1e-6)
-        rh = plan(loads, P, w + e, cur, mode="short", solver="highs")
-        rg = plan(loads, P, w + e, cur, mode="short", solver="gurobi")
+        rh = plan(loads, P, w + e, cur, mode="short", solver="highs", **SLOW)
+        rg = plan(loads, P, w + e, cur, mode="short", solver="gurobi", **SLOW)
         assert rh.optimal and rg.optimal
         assert rh.plan.migrations(cur) == rg.plan.migrations(cur)
     # long feasibility models, at the optimum and one core below it
     for k in range(6):
         loads = instance(12, 6, k, seed=9)
-        lr = plan(loads, P, 6, Plan.initial(12), mode="long", solver="highs")
+        lr = plan(loads, P, 6, Plan.initial(12), mode="long", solver="highs", **SLOW)
         w, e = lr.plan.working, lr.plan.offloading
         for ww, ee in ((w, e), (max(1, w - 1), 0)):
             # the pairing formulation and the grouped one (what the long model uses) agree,
@@ -106,7 +109,7 @@ def test_highs_and_gurobi_same_plain_milp_optimum():
         g = milp.solve_gurobi(m, 20.0)
         assert h.status == g.status == "optimal"
         assert h.objective == pytest.approx(g.objective, abs=1e-6)
-        ours = plan(loads, P, 4, Plan.initial(8), mode="long", solver="gurobi")
+        ours = plan(loads, P, 4, Plan.initial(8), mode="long", solver="gurobi", **SLOW)
         assert ours.objective == pytest.approx(h.objective, abs=1e-6)
 
 
@@ -140,7 +143,7 @@ def test_greedy_never_infeasible_and_within_one_core():
     for s, m in ((16, 8), (64, 16), (24, 6)):
         for k in range(40):
             loads = instance(s, m, k, seed=21)
-            ex = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs")
+            ex = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs", **SLOW)
             gr = plan(
                 loads, P, m, Plan.initial(s), mode="long", solver="greedy", greedy_deadline_s=1.0
             )
@@ -163,7 +166,7 @@ def test_greedy_never_infeasible_on_adversarial_small_instances():
             sigma=rng.choice([0.3, 0.5, 1.0, 2.0]), max_offloading_ratio=rng.choice([0.0, 0.5, 1.0])
         )
         loads = [rng.choice([0.05, 0.3, 0.45, 0.5, 0.7, 0.9, 1.1]) for _ in range(s)]
-        ex = plan(loads, params, m, Plan.initial(s), mode="long", solver="highs")
+        ex = plan(loads, params, m, Plan.initial(s), mode="long", solver="highs", **SLOW)
         gr = plan(
             loads, params, m, Plan.initial(s), mode="long", solver="greedy", greedy_deadline_s=1.0
         )
@@ -205,7 +208,7 @@ def test_timed_out_backend_without_incumbent_falls_back(monkeypatch, no_search):
 def test_long_backend_failure_records_reason(monkeypatch):
     """Constructions made to miss the first level force the MILP; the MILP then fails."""
     loads = instance(16, 8, 1)
-    ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs", **SLOW)
     best = ex.objective
     real = core.construct
 
@@ -236,7 +239,7 @@ def test_long_proves_level_when_constructions_miss(monkeypatch, search, k):
     """Constructions made to miss every level up to the optimum: the packing search, or (when
     it is made to time out) the grouped MILP, must prove the lower levels empty and find one."""
     loads = instance(16, 8, k)
-    ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    ex = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs", **SLOW)
     real = core.construct
     monkeypatch.setattr(
         long_mod.core,
@@ -249,7 +252,7 @@ def test_long_proves_level_when_constructions_miss(monkeypatch, search, k):
             raise core.SearchTimeout
 
         monkeypatch.setattr(long_mod.core, "pack_search", no_time)
-    res = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs")
+    res = plan(loads, P, 8, Plan.initial(16), mode="long", solver="highs", **SLOW)
     assert res.optimal and res.objective == ex.objective
     assert not violations(res.plan, loads, P, 8)
 
@@ -266,7 +269,7 @@ def test_time_limited_incumbent_is_kept(monkeypatch, no_search):
         )
 
     monkeypatch.setattr(milp, "solve_highs", limited)
-    res = plan(loads, P, w + e, cur, mode="short", solver="highs")
+    res = plan(loads, P, w + e, cur, mode="short", solver="highs", **SLOW)
     assert res.solver == "highs" and res.fallback is None
     assert res.feasible and not res.optimal
     assert not violations(res.plan, loads, P, w + e)
