@@ -16,6 +16,9 @@ from dyssect_ctrl.planner import Planner, available_backends, baseline, milp, pl
 from tests.plan_checker import max_core_load, violations
 
 P = Params(sigma=0.4)
+# limits for calls whose optimum or balance is asserted: the wall clock of a loaded machine must
+# not decide them (the deadline tests below use short limits, on CPU time)
+SLOW = {"long_time_limit_s": 60.0, "short_time_limit_s": 60.0}
 
 
 def _check(res, loads, params, cores):
@@ -84,7 +87,7 @@ def test_long_matches_plain_milp_on_small_instances():
     for s, m in ((8, 4), (12, 4), (8, 6), (16, 6)):
         for k in range(4):
             loads = instance(s, m, k, seed=11)
-            ours = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs")
+            ours = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs", **SLOW)
             assert ours.optimal and ours.feasible
             res = milp.solve_highs(baseline.plain_long(loads, P, m), 30.0)
             assert res.status == "optimal"
@@ -98,9 +101,9 @@ def test_short_matches_plain_milp_on_small_instances():
     for s, m in ((8, 4), (12, 6)):
         for k in range(4):
             loads = instance(s, m, k, seed=5)
-            lr = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs")
+            lr = plan(loads, P, m, Plan.initial(s), mode="long", solver="highs", **SLOW)
             cur = random_current(s, lr.plan.working, lr.plan.offloading, random.Random(k))
-            ours = plan(loads, P, m, cur, mode="short", solver="highs")
+            ours = plan(loads, P, m, cur, mode="short", solver="highs", **SLOW)
             assert ours.optimal
             res = milp.solve_highs(
                 baseline.plain_short(loads, P, cur.working, cur.offloading, cur), 30.0
@@ -116,7 +119,7 @@ def test_bench_sized_instances_proven_and_valid():
     for s, m in ((16, 8), (64, 16), (256, 32)):
         for k in range(6):
             loads = instance(s, m, k)
-            res = plan(loads, P, m, Plan.initial(s), mode="both", solver="highs")
+            res = plan(loads, P, m, Plan.initial(s), mode="both", solver="highs", **SLOW)
             _check(res, loads, P, m)
             assert res.feasible and res.optimal, res.message
 
@@ -124,7 +127,7 @@ def test_bench_sized_instances_proven_and_valid():
 def test_infeasible_at_all_cores_returns_min_max_plan():
     params = Params(sigma=1.0, max_offloading_ratio=0.0)  # no offloading: plain makespan
     loads = [1.5, 0.5, 0.5, 0.5]
-    res = plan(loads, params, 2, Plan.initial(4), mode="both", solver="highs")
+    res = plan(loads, params, 2, Plan.initial(4), mode="both", solver="highs", **SLOW)
     assert not res.feasible
     assert "infeasible" in res.message
     assert (res.plan.working, res.plan.offloading) == (2, 0)
@@ -135,7 +138,7 @@ def test_infeasible_at_all_cores_returns_min_max_plan():
 def test_infeasible_with_offloading_balances_every_core():
     params = Params(sigma=1.0, max_offloading_ratio=0.5)
     loads = [0.5] * 12  # 6 cores of load over 3 cores: best is 2.0 on each
-    res = plan(loads, params, 3, Plan.initial(12), mode="long", solver="highs")
+    res = plan(loads, params, 3, Plan.initial(12), mode="long", solver="highs", **SLOW)
     assert not res.feasible
     assert res.plan.working + res.plan.offloading == 3
     assert max_core_load(res.plan, loads, params) == pytest.approx(2.0, abs=1e-4)
