@@ -529,7 +529,18 @@ void DyssectDispatcher::ApplySteering() {
 
 void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt) {
   const uint32_t mask = mgr_->num_shards - 1;
+  // Locals: the scratchpad stores below may alias anything, so members read
+  // through `this` would be reloaded for every packet.
+  const dyssect::ToeplitzHasher &hasher = mgr_->hasher;
+  const uint16_t *steer = steer_.data();
+  const bool drop_non_flow = mgr_->drop_non_flow;
   CounterBlock::Bump(cnt_.in, cnt);
+  bess::Packet *keep[bess::PacketBatch::kMaxBurst];
+  uint16_t slot_of[bess::PacketBatch::kMaxBurst];
+  static_assert(Worker::kMaxWorkers <= 64, "slot bitmask is 64 bits");
+  uint64_t slots = 0;  // working slots this batch goes to
+  uint32_t n = 0;
+  uint64_t non_flow_drops = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     bess::Packet *pkt = pkts[i];
     // The parse result and hash travel in the scratchpad so the working
@@ -538,29 +549,47 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
     const ParseStatus st =
         dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
     uint32_t h = 0;  // packets without a flow go with shard 0
-    if (st == ParseStatus::kOk) {
-      h = mgr_->hasher.HashFlow(c->pp.key);
-    } else if (mgr_->drop_non_flow) {
-      CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
+    if (DYSSECT_LIKELY(st == ParseStatus::kOk)) {
+      h = hasher.HashFlow(c->pp.key);
+    } else if (drop_non_flow) {
+      non_flow_drops++;
       DropPacket(ctx, pkt);
       continue;
     }
     c->status = static_cast<uint8_t>(st);
     c->hash = h;
     c->magic = kCtxParsed;
-    const uint32_t slot = steer_[h & mask];
-    out_[slot][out_n_[slot]++] = pkt;
+    const uint16_t slot = steer[h & mask];
+    slots |= 1ull << slot;
+    keep[n] = pkt;
+    slot_of[n++] = slot;
   }
-  for (uint32_t w = 0; w < mgr_->num_cores; w++) {
-    const uint32_t n = out_n_[w];
-    if (n == 0) {
-      continue;
+  if (non_flow_drops != 0) {
+    CounterBlock::Bump(cnt_.drops[kDropNonFlow], non_flow_drops);
+  }
+  // One enqueue per working slot, in arrival order; a batch for a single
+  // slot (one working core, or flows of one core's shards) goes as it is.
+  const bool single = (slots & (slots - 1)) == 0;
+  while (slots != 0) {
+    const uint32_t w = static_cast<uint32_t>(__builtin_ctzll(slots));
+    slots &= slots - 1;
+    bess::Packet **out = keep;
+    uint32_t m = n;
+    if (!single) {
+      out = out_[w];
+      m = 0;
+      for (uint32_t j = 0; j < n; j++) {
+        if (slot_of[j] == w) {
+          out[m++] = keep[j];
+        }
+      }
     }
-    out_n_[w] = 0;
-    const uint32_t k = mgr_->wslots[w].rx->EnqueueBurst(out_[w], n);
-    for (uint32_t i = k; i < n; i++) {
-      CounterBlock::Bump(cnt_.drops[kDropRxRingFull]);
-      DropPacket(ctx, out_[w][i]);
+    const uint32_t k = mgr_->wslots[w].rx->EnqueueBurst(out, m);
+    if (DYSSECT_UNLIKELY(k != m)) {
+      CounterBlock::Bump(cnt_.drops[kDropRxRingFull], m - k);
+      for (uint32_t i = k; i < m; i++) {
+        DropPacket(ctx, out[i]);
+      }
     }
   }
 }
@@ -703,6 +732,36 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       batch->add(p);
     }
   };
+  // Software steering: the dispatcher already parsed and hashed every
+  // packet, so the flow-table lookups of the whole batch can be prefetched
+  // (index slots, then entries) before the first one is needed.
+  static_assert(bess::PacketBatch::kMaxBurst <= 64, "prefetched bitmask is 64 bits");
+  uint64_t kh[bess::PacketBatch::kMaxBurst];
+  uint64_t prefetched = 0;
+  if (port_ == nullptr && !from_handoff) {
+    for (uint32_t i = 0; i < cnt; i++) {
+      if (IsFence(pkts[i])) {
+        continue;
+      }
+      const PacketCtx *c = Ctx(pkts[i]);
+      if (c->magic == kCtxParsed && c->status == static_cast<uint8_t>(ParseStatus::kOk)) {
+        kh[i] = dyssect::FlowKeyHash(c->pp.key);
+        set[c->hash & mask].table.PrefetchIndex(kh[i]);
+        prefetched |= 1ull << i;
+      }
+    }
+    for (uint32_t i = 0; i < cnt; i++) {
+      if (prefetched & (1ull << i)) {
+        Shard &sh = set[Ctx(pkts[i])->hash & mask];
+        const Ownership o = sh.ownership();
+        // only the owner may read the index (a released shard's table
+        // belongs to its new owner)
+        if (o.owner == slot_ && o.phase != ShardPhase::kReleased) {
+          sh.table.PrefetchEntry(kh[i]);
+        }
+      }
+    }
+  }
   for (uint32_t i = 0; i < cnt; i++) {
     bess::Packet *pkt = pkts[i];
     if (IsFence(pkt)) {
@@ -758,8 +817,10 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
     c->flow = nullptr;
     const uint64_t ranked = sh.ranked_epoch;
     FlowEntry *f = nullptr;
-    const Path path = dyssect::Classify(set, sh, c->pp.key, h, pkt->total_len(), now_ns_,
-                                        batch_id_, static_cast<uint16_t>(slot_), &f);
+    const uint64_t key_hash =
+        (prefetched & (1ull << i)) ? kh[i] : dyssect::FlowKeyHash(c->pp.key);
+    const Path path = dyssect::ClassifyHashed(set, sh, c->pp.key, key_hash, h, pkt->total_len(),
+                                              now_ns_, batch_id_, static_cast<uint16_t>(slot_), &f);
     if (sh.ranked_epoch != ranked) {
       PublishTop(s);
       CounterBlock::Bump(cnt_.reclassified);
@@ -1133,8 +1194,11 @@ CommandResponse DyssectPlainClassifier::Init(const dyssect::pb::DyssectPlainClas
   return CommandSuccess();
 }
 
+// Same lookup technique as the working core (batch prefetch of index slots
+// and entries), so the baseline is not slowed by a naive lookup.
 void DyssectPlainClassifier::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
   const int cnt = batch->cnt();
+  uint64_t kh[bess::PacketBatch::kMaxBurst];
   for (int i = 0; i < cnt; i++) {
     bess::Packet *pkt = batch->pkts()[i];
     PacketCtx *c = Ctx(pkt);
@@ -1144,8 +1208,20 @@ void DyssectPlainClassifier::ProcessBatch(Context *ctx, bess::PacketBatch *batch
         dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
     c->status = static_cast<uint8_t>(st);
     if (st == ParseStatus::kOk) {
+      kh[i] = dyssect::FlowKeyHash(c->pp.key);
+      table_->PrefetchIndex(kh[i]);
+    }
+  }
+  for (int i = 0; i < cnt; i++) {
+    if (Ctx(batch->pkts()[i])->status == static_cast<uint8_t>(ParseStatus::kOk)) {
+      table_->PrefetchEntry(kh[i]);
+    }
+  }
+  for (int i = 0; i < cnt; i++) {
+    PacketCtx *c = Ctx(batch->pkts()[i]);
+    if (c->status == static_cast<uint8_t>(ParseStatus::kOk)) {
       bool inserted;
-      c->flow = table_->FindOrInsert(c->pp.key, 0, ctx->current_ns, &inserted);
+      c->flow = table_->FindOrInsertHashed(c->pp.key, kh[i], 0, ctx->current_ns, &inserted);
     }
   }
   RunNextModule(ctx, batch);

@@ -192,9 +192,8 @@ class DyssectDispatcher final : public Module {
   uint64_t seen_gen_ = ~0ull;
   bool steering_pending_ = false;
   std::vector<uint16_t> steer_;
-  // per working slot burst, enqueued once per call
+  // per working slot burst when a batch goes to several slots
   bess::Packet *out_[Worker::kMaxWorkers][bess::PacketBatch::kMaxBurst];
-  uint32_t out_n_[Worker::kMaxWorkers] = {};
   CounterBlock cnt_;
 };
 

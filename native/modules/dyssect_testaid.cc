@@ -30,6 +30,7 @@ class DyssectSeqGen final : public Module {
       return CommandFailure(EINVAL, "base_port + flows must be <= 65536");
     }
     seq_.reset(new uint32_t[flows_]());
+    random_ = arg.random_order();
     return CommandSuccess();
   }
 
@@ -48,8 +49,16 @@ class DyssectSeqGen final : public Module {
         DropPacket(ctx, pkt);
         continue;
       }
-      const uint32_t f = next_;
-      next_ = next_ + 1 == flows_ ? 0 : next_ + 1;
+      uint32_t f;
+      if (random_) {
+        rng_ ^= rng_ << 13;  // xorshift64
+        rng_ ^= rng_ >> 7;
+        rng_ ^= rng_ << 17;
+        f = static_cast<uint32_t>(((rng_ >> 32) * flows_) >> 32);
+      } else {
+        f = next_;
+        next_ = next_ + 1 == flows_ ? 0 : next_ + 1;
+      }
       const uint16_t port = static_cast<uint16_t>(base_port_ + f);
       d[34] = static_cast<uint8_t>(port >> 8);  // L4 source port (IHL 5)
       d[35] = static_cast<uint8_t>(port);
@@ -70,6 +79,8 @@ class DyssectSeqGen final : public Module {
   uint32_t base_port_ = 10000;
   uint32_t off_ = 42;
   uint32_t next_ = 0;
+  bool random_ = false;
+  uint64_t rng_ = 0x9E3779B97F4A7C15ull;
   std::unique_ptr<uint32_t[]> seq_;
   std::atomic<uint64_t> sent_{0};
 };
