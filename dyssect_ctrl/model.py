@@ -99,9 +99,7 @@ class Plan:
     def migrations(self, old: Plan) -> int:
         """Shards whose working slot changed plus working cores whose offloading core changed."""
         moved = sum(1 for a, b in zip(self.assignment, old.assignment, strict=True) if a != b)
-        repaired = sum(
-            1 for i in range(self.working) if self.pairing.get(i) != old.pairing.get(i)
-        )
+        repaired = sum(1 for i in range(self.working) if self.pairing.get(i) != old.pairing.get(i))
         return moved + repaired
 
 
