@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
@@ -128,8 +129,11 @@ TEST(parse_tcp_udp) {
       s.eth_padding = vlan ? 6 : 0;
       auto p = dtest::BuildPacket(s);
       ParsedPacket pp;
+      std::memset(&pp, 0xAB, sizeof(pp));  // the parser must zero the key's padding itself
       REQUIRE(ParsePacket(p.data(), static_cast<uint32_t>(p.size()), &pp) == ParseStatus::kOk);
       CHECK(pp.key == MakeFlowKey(s.src_ip, s.dst_ip, 40000, 443, proto));
+      const FlowKey mk = MakeFlowKey(s.src_ip, s.dst_ip, 40000, 443, proto);
+      CHECK(std::memcmp(&pp.key, &mk, sizeof(FlowKey)) == 0);  // byte-wise, padding included
       const uint32_t l3 = vlan ? 18 : 14;
       CHECK_EQ(pp.l3_offset, l3);
       CHECK_EQ(pp.l4_offset, l3 + s.ihl_words * 4u);

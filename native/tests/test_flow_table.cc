@@ -223,3 +223,28 @@ TEST(object_pool_basics) {
   CHECK(p.Alloc() == y);
   CHECK(!p.Init(24, 8, 3));  // once only
 }
+
+// The batch path (prefetch index slots, then entries, then hashed lookups)
+// finds the same entries as FindOrInsert and inserts the new keys.
+TEST(flow_table_batch_prefetch_lookup) {
+  FlowTable t(256);
+  bool ins;
+  std::vector<FlowEntry*> first;
+  for (uint32_t i = 0; i < 200; i++) first.push_back(t.FindOrInsert(Key(i), 0, 5, &ins));
+  uint64_t kh[32];
+  for (uint32_t j = 0; j < 32; j++) {
+    kh[j] = FlowKeyHash(Key(184 + j));
+    t.PrefetchIndex(kh[j]);
+  }
+  for (uint32_t j = 0; j < 32; j++) t.PrefetchEntry(kh[j]);
+  for (uint32_t j = 0; j < 32; j++) {
+    const uint32_t i = 184 + j;
+    FlowEntry* e = t.FindOrInsertHashed(Key(i), kh[j], 0, 7, &ins);
+    REQUIRE(e != nullptr);
+    CHECK(ins == (i >= 200));
+    if (i < 200) CHECK(e == first[i]);
+    CHECK(t.Lookup(Key(i)) == e);
+    CHECK(e->key == Key(i));
+  }
+  CHECK_EQ(t.size(), 216u);
+}
