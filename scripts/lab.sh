@@ -30,4 +30,12 @@ if ((rc == 0)); then
         grep -vE 'changed=0 ' <<<"$recap" | sed 's/^/  /'
     fi
 fi
+# The data plane roles say why they deployed nothing in the middle of the run; repeat it last.
+if grep -q 'is NOT deployed on' "$log"; then
+    echo "lab: the data plane was NOT deployed:"
+    awk '/msg: .*is NOT deployed on/ {p = 1}
+         p { last = ($0 ~ /\047$/); line = $0
+             sub(/^ *(msg: )?\047?/, "", line); sub(/\047$/, "", line)
+             print "  " line; if (last) p = 0 }' "$log"
+fi
 exit "$rc"
