@@ -54,6 +54,19 @@ DyssectShardManager *FindManager(const Arg &arg, std::string *name) {
   return DyssectShardManager::Find(*name);
 }
 
+// A sibling module's DeInit: unregister its counters only while the manager it
+// registered with still exists (the manager may be destroyed first). True when
+// it did, so the caller can undo what else it published to that manager.
+bool UnregisterFromManager(const std::string &name, DyssectShardManager *mine,
+                           CounterBlock *cnt) {
+  DyssectShardManager *m = DyssectShardManager::Find(name);
+  if (m == nullptr || m != mine) {
+    return false;
+  }
+  m->Unregister(cnt);
+  return true;
+}
+
 }  // namespace
 
 // ============================================================ shard manager
@@ -496,11 +509,7 @@ void DyssectDispatcher::DeInit() {
     queue_t q = static_cast<queue_t>(qid_);
     port_->ReleaseQueues(reinterpret_cast<const module *>(this), PACKET_DIR_INC, &q, 1);
   }
-  if (DyssectShardManager *m = DyssectShardManager::Find(mgr_name_)) {
-    if (m == mgr_) {
-      m->Unregister(&cnt_);
-    }
-  }
+  UnregisterFromManager(mgr_name_, mgr_, &cnt_);
 }
 
 // Switches a migrating shard's steering to its pending owner, right after a
@@ -678,11 +687,8 @@ void DyssectWorkingCore::DeInit() {
     queue_t q = static_cast<queue_t>(qid_);
     port_->ReleaseQueues(reinterpret_cast<const module *>(this), PACKET_DIR_INC, &q, 1);
   }
-  if (DyssectShardManager *m = DyssectShardManager::Find(mgr_name_)) {
-    if (m == mgr_) {
-      m->Unregister(&cnt_);
-      ws_->has_module = false;
-    }
+  if (UnregisterFromManager(mgr_name_, mgr_, &cnt_)) {
+    ws_->has_module = false;
   }
 }
 
@@ -1055,11 +1061,7 @@ CommandResponse DyssectEgress::Init(const dyssect::pb::DyssectEgressArg &arg) {
 }
 
 void DyssectEgress::DeInit() {
-  if (DyssectShardManager *m = DyssectShardManager::Find(mgr_name_)) {
-    if (m == mgr_) {
-      m->Unregister(&cnt_);
-    }
-  }
+  UnregisterFromManager(mgr_name_, mgr_, &cnt_);
 }
 
 void DyssectEgress::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
@@ -1107,11 +1109,7 @@ CommandResponse DyssectNAT::Init(const dyssect::pb::DyssectNATArg &arg) {
 }
 
 void DyssectNAT::DeInit() {
-  if (DyssectShardManager *m = DyssectShardManager::Find(mgr_name_)) {
-    if (m == mgr_) {
-      m->Unregister(&cnt_);
-    }
-  }
+  UnregisterFromManager(mgr_name_, mgr_, &cnt_);
 }
 
 void DyssectNAT::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
