@@ -229,6 +229,7 @@ class ControlLoop:
         self._last_status_line = ""
         self._last_status_at = -1e18
         self.on_ready: Callable[[], None] | None = None
+        self._warm: Planner | None = None  # the planner whose backend is warmed up
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -242,6 +243,7 @@ class ControlLoop:
 
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:
         """Tick every short epoch until `stop` is set (or max_ticks ticks ran)."""
+        self.warm_up()
         next_tick = self.clock()
         ticks = 0
         while not stop.is_set():
@@ -265,6 +267,7 @@ class ControlLoop:
 
     def tick(self, started: float | None = None) -> None:
         """One short epoch: (re)connect if needed, read, plan, apply, report."""
+        self.warm_up()
         started = self.clock() if started is None else started
         cpu0 = time.thread_time()
         self.loop_epoch += 1
@@ -288,6 +291,21 @@ class ControlLoop:
         finally:
             self._report()
             self.loop_cpu_s += time.thread_time() - cpu0
+
+    def warm_up(self) -> None:
+        """Pay the solver backend's first-use costs before an epoch starts (once per planner).
+
+        Otherwise the first solve of the process pays them inside its epoch and comes back late.
+        """
+        if self._warm is self.planner:
+            return
+        try:
+            secs = self.planner.warm_up()
+        except Exception as e:  # a broken backend shows up (and falls back) at its first solve
+            log.warning("solver warm-up failed: %s", e)
+        else:
+            log.info("solver %s warmed up in %.1f ms", self.planner.backend, secs * 1e3)
+        self._warm = self.planner
 
     # -- connection ------------------------------------------------------------------------
 
@@ -484,7 +502,9 @@ class ControlLoop:
         s = self.config.solver
         limit = s.long_time_limit_s if is_long else s.short_time_limit_s
         slack = DEADLINE_SLACK * self.short_s
-        epoch_limit = epoch_end
+        # An epoch whose connect or read overran it (the first after a (re)connect) still gives
+        # the solve its time: the result is collected next tick, the guard covers this one.
+        epoch_limit = max(epoch_end, self.clock() + self.short_s)
         if is_long:
             epoch_limit += (self.config.epochs.long_ms - self.config.epochs.short_ms) / 1000.0
         deadline = min(epoch_limit, self.clock() + limit + s.greedy_deadline_s + slack)
@@ -917,6 +937,7 @@ class ControlLoop:
             self.greedy = self.planner_factory(merged, "greedy")
             self.pending = None
             self.greedy_pending = None
+            self.warm_up()
         if self.decisions is not None and any(k.startswith("decision_log.") for k in live):
             self.decisions.configure(merged.decision_log.max_bytes, merged.decision_log.backups)
         if "epochs.short_ms" in live and self.connected:

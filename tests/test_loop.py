@@ -36,6 +36,13 @@ class FaultyPlanner:
         if self.fault == "sleep":
             time.sleep(self.delay_s)
 
+    @property
+    def backend(self) -> str:
+        return self.inner.backend
+
+    def warm_up(self) -> float:
+        return self.inner.warm_up()
+
     def long(self, loads, current):
         self._hit()
         return self.inner.long(loads, current)
@@ -289,6 +296,24 @@ def test_a_slow_read_counts_missed_epochs(tmp_path: Path) -> None:
     # 0.36 s late: 3 ticks skipped (4 or 5 if the machine adds its own delay).
     assert 3 <= rig.metric("dyssect_epochs_missed_total") <= 5
     assert rig.loop.loop_epoch == 8 + rig.metric("dyssect_epochs_missed_total")
+
+
+def test_a_connect_that_overruns_its_epoch_gives_the_solve_its_time(tmp_path: Path) -> None:
+    # Connecting (pybess import, gRPC channel) measured ~240 ms, over a 100 ms epoch. The solve
+    # planned on that first read used to get a deadline already past: a "late" fallback at
+    # every start and every reconnect.
+    rig = Rig(tmp_path, [2.5] * 6)
+    orig = rig.dp.connect
+
+    def slow_connect() -> None:
+        time.sleep(0.15)
+        orig()
+
+    rig.dp.connect = slow_connect  # type: ignore[method-assign]
+    plans = rig.ticks(4)
+    assert rig.metric("dyssect_fallbacks_total", reason="late") == 0
+    assert plans[-1] is not None and plans[-1].working + plans[-1].offloading >= 3
+    rig.loop.close()
 
 
 def test_wedged_solver_stops_the_watchdog(tmp_path: Path) -> None:

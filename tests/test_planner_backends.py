@@ -341,3 +341,18 @@ def test_exact_search_agrees_with_the_placement_milp(loads, w, e, sigma, seed):
     assert status == "found" and k == opt
     assert core.placement_ok(found[0], found[1], loads, w, e, caps)
     assert short_mod.migrations(found[0], found[1], w, cur) == k
+
+
+def test_warm_up_runs_the_backend_once_before_any_epoch(monkeypatch):
+    solved = []
+    real = milp.solve_highs
+
+    def counted(m, t, start=None):
+        solved.append(m)
+        return real(m, t, start)
+
+    monkeypatch.setattr(milp, "solve_highs", counted)
+    assert milp.warm_up("highs") >= 0.0
+    assert len(solved) == 1 and real(solved[0], 1.0).status == "optimal"
+    assert milp.warm_up("greedy") < 0.01  # nothing to load
+    assert solved == solved[:1]

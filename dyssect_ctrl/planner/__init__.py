@@ -210,6 +210,10 @@ class Planner:
         self.solver = solver
         self.backend = resolve_solver(solver, self.shards, self.cores)
 
+    def warm_up(self) -> float:
+        """First-use costs of this planner's backend, paid before the first epoch; seconds."""
+        return milp.warm_up(self.backend)
+
     @property
     def pending_scale_down(self) -> int:
         """Consecutive long epochs that asked for fewer cores so far."""
