@@ -104,6 +104,7 @@ class Daemon:
     def __init__(self, shards: int = 8, cores: tuple[int, ...] = (2, 3, 4, 5)) -> None:
         self.up = True
         self.session = 1
+        self.instance = 0x5EED0001  # the shard manager's id: new when the pipeline is rebuilt
         self.connects = 0
         self.shards = shards
         self.cores = cores
@@ -134,6 +135,11 @@ class Daemon:
     def restart(self) -> None:
         """bessd restarted: a new session, the pipeline rebuilt at its initial plan."""
         self.session += 1
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """The pipeline torn down and loaded again in the same bessd (no connection loss)."""
+        self.instance += 1
         self.reset_plan()
         self.reset_counters()
         self.epoch = 0
@@ -184,6 +190,7 @@ class Daemon:
                 packets_out=self.pout,
                 migrating=self.migrating,
                 plan_id=self.plan_id,
+                instance=self.instance,
             )
         if cmd == "apply_plan":
             if self.busy:
@@ -438,6 +445,26 @@ def test_loop_reconnects_within_two_epochs_and_reapplies_after_bessd_restart(rig
             break
     assert back_at is not None and back_at <= 2
     assert rig.daemon.plan == ours  # re-applied, not the restarted pipeline's W=1
+    loop.close()
+
+
+def test_pipeline_rebuilt_under_a_live_connection_is_found_and_our_plan_reapplied(rig) -> None:
+    # dyssect-pipeline reloaded: bessd stays up, the modules are new, every counter restarts.
+    # Before the plugin reported its instance, the loop rejected those readings (counters and
+    # epoch going backwards) for seconds and never put its plan back.
+    rig.daemon.packets = 120_000
+    loop = ControlLoop(rig.config, rig.dp, Metrics(CollectorRegistry()), None)
+    for _ in range(8):
+        loop.tick()
+    ours = loop.current
+    assert ours is not None and ours.working >= 2 and rig.daemon.plan == ours
+    rig.daemon.rebuild()
+    assert rig.daemon.plan != ours
+    for _ in range(3):
+        loop.tick()
+    assert loop.connected
+    assert rig.daemon.plan == ours  # found the new pipeline and put our plan back
+    assert loop.counts["rejected"] == 0
     loop.close()
 
 

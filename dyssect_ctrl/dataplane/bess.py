@@ -88,6 +88,9 @@ class BessDataplane(Dataplane):
         self.paused: set[int] = set()
         self._pause_broken = False
         self._fresh = False
+        # The shard manager's instance id seen in this session (0: not seen yet, or an older
+        # plugin that does not report one).
+        self._instance = 0
         # The plugin's drop and in/out counters are cumulative; the loop wants windows.
         self._totals: dict[str, int] = {}
 
@@ -131,6 +134,7 @@ class BessDataplane(Dataplane):
             )
         self._map_workers()
         self._fresh = True
+        self._instance = 0
         self.health.connected = True
         self.health.reason = "connected"
         self.health.reconnects += 1
@@ -229,6 +233,16 @@ class BessDataplane(Dataplane):
             resp = self._command("get_stats", "DyssectCommandGetStatsArg", {})
         except self._daemon_error as e:
             raise DataplaneError(f"get_stats: {e}") from None
+        instance = int(getattr(resp, "instance", 0))
+        if self._instance and instance != self._instance:
+            # Same bessd, rebuilt pipeline (dyssect-pipeline reloaded): its counters restarted and
+            # its workers may differ. Drop the session so the loop reconnects and re-applies.
+            self.close()
+            raise DataplaneError(
+                f"the Dyssect pipeline was rebuilt (instance {self._instance:x} -> "
+                f"{instance:x}): reconnecting"
+            )
+        self._instance = instance
         fresh, self._fresh = self._fresh, False
         if fresh:
             self._totals = {}  # a new session: its cumulative counters start here

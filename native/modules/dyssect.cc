@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "worker.h"
 
@@ -87,6 +88,10 @@ DyssectShardManager *DyssectShardManager::Find(const std::string &name) {
 }
 
 CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManagerArg &arg) {
+  std::random_device rd;
+  do {
+    instance_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  } while (instance_ == 0);
   num_shards = arg.shards() ? arg.shards() : 16;
   if (const char *err = dyssect::CheckShardConfig(num_shards, 0)) {
     return CommandFailure(EINVAL, "%s", err);
@@ -350,6 +355,7 @@ CommandResponse DyssectShardManager::CommandGetStats(
   }
   r.set_migrations_done(done);
   r.set_reconfigurations(reclassified);
+  r.set_instance(instance_);
   return CommandSuccess(r);
 }
 

@@ -166,6 +166,7 @@ class DyssectShardManager final : public Module {
   uint32_t n_offloading_ = 0;
   std::vector<int32_t> pairing_;
   uint64_t plan_id_ = 0;
+  uint64_t instance_ = 0;  // see DyssectCommandGetStatsResponse.instance
   double last_ts_ = 0;
   double window_s_ = 0.1;
 };

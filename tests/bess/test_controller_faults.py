@@ -4,6 +4,8 @@
   packet is lost because of it (sequence check: no gap, no reorder, no drop);
 - bessd restarted: the controller reconnects within two short epochs of the pipeline being back
   and re-applies its own plan;
+- the pipeline rebuilt in a running bessd (dyssect-pipeline reloaded): the controller notices
+  and puts its plan back, rejecting none of the new pipeline's readings;
 - the solver backend failing on every epoch: every epoch still ends with a valid plan that the
   data plane runs, and the fallbacks are counted.
 """
@@ -205,6 +207,43 @@ def test_bessd_restart_reconnects_within_two_epochs_and_reapplies(
         if b is not None:
             b.disconnect()
         _stop(proc)
+
+
+def test_pipeline_rebuilt_under_the_controller_gets_its_plan_back(
+    bess: Any, daemon: harness.Daemon, bess_tree: Path, tmp_path: Path
+) -> None:
+    # What `systemctl reload dyssect-pipeline` does: the same bessd, the modules torn down and
+    # created again, every counter restarted. The controller must notice and put its plan back,
+    # without rejecting the new pipeline's readings as impossible.
+    harness.seq_pipeline(bess, SHARDS, 2, 1, flows=64, rate_pps=5000, workers=WORKERS)
+    bess.resume_all()
+    harness.apply_plan(bess, START_PLAN)
+    config: Config = parse_config(controller_config(tmp_path, daemon.url, bess_tree))
+    loop = ControlLoop(config, BessDataplane(config), Metrics(CollectorRegistry()), None)
+    stop = threading.Event()
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        assert harness.wait_until(lambda: loop.ready and loop.current is not None, 30)
+        time.sleep(0.5)
+        ours = loop.current
+        assert ours is not None and ours.working == 2
+        bess.pause_all()
+        bess.reset_all()
+        harness.seq_pipeline(bess, SHARDS, 2, 1, flows=64, rate_pps=5000, workers=WORKERS)
+        bess.resume_all()
+        assert running_plan(harness.get_stats(bess)).working == 1  # the new pipeline's start
+        t0 = time.monotonic()
+        assert harness.wait_until(
+            lambda: same_plan(running_plan(harness.get_stats(bess)), ours), 5
+        ), "the controller did not put its plan back on the rebuilt pipeline"
+        took = time.monotonic() - t0
+        assert took < 1.0, f"plan back after {took:.2f} s"
+        assert loop.counts["rejected"] == 0
+    finally:
+        stop.set()
+        runner.join(10)
+        bess.pause_all()
 
 
 class FailingPlanner:
