@@ -48,6 +48,6 @@ if [[ -r $unified ]] && grep -qw hugetlb "$unified" && ! mountpoint -q /sys/fs/c
 fi
 
 # Download caches shared by the lab hosts and molecule containers (mounted into each).
-mkdir -p /var/cache/dyssect-lab/apt /var/cache/dyssect-lab/pip
+mkdir -p /var/cache/dyssect-lab/apt /var/cache/dyssect-lab/pip /var/cache/dyssect-lab/ccache
 
 bash scripts/lab-image.sh

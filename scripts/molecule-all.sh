@@ -20,6 +20,8 @@ export ANSIBLE_CONFIG="${ANSIBLE_CONFIG:-$PWD/ansible.cfg}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
 logdir="${MOLECULE_LOG_DIR:-/tmp/molecule-logs}"
 mkdir -p "$logdir"
+# Mounted into every scenario's container (.config/molecule/config.yml); podman needs them.
+mkdir -p /var/cache/dyssect-lab/apt /var/cache/dyssect-lab/pip /var/cache/dyssect-lab/ccache
 
 # One run at a time per machine: each run puts the shared hugepage pool back at its end.
 exec 9>/run/lock/dyssect-molecule-all.lock

@@ -11,6 +11,7 @@ repair.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Sequence
@@ -143,6 +144,38 @@ class _State:
         return min(grp_left, self.caps.working + self.b - gi) + max(0.0, self.caps.working - gi)
 
 
+def _bump(st: _State, s: int, gover: list[float], deadline: float) -> int | None:
+    """Put shard s on a core in place of the smallest shard whose removal makes room for it
+    (strictly smaller than s, so bumping cannot cycle); that shard is returned, or None."""
+    best: tuple[float, int, int] | None = None
+    v = st.loads[s]
+    g2 = list(gover)
+    for k in range(st.w):
+        if time.perf_counter() > deadline:
+            return None
+        j = st.pairing.get(k, -1) if st.e else -1
+        for t in st.members[k]:
+            vt = st.loads[t]
+            if vt >= v or (best is not None and vt >= best[0]):
+                continue
+            before = st.over(k)
+            st.remove(t)
+            if j >= 0:  # only k's group changes
+                g2[j] = gover[j] + st.over(k) - before
+            fits = st.room_after(s, k, g2) >= -EPS
+            st.add(t, k)
+            if j >= 0:
+                g2[j] = gover[j]
+            if fits:
+                best = (vt, k, t)
+    if best is None:
+        return None
+    _, k, t = best
+    st.remove(t)
+    st.add(s, k)
+    return t
+
+
 def repair(
     loads: Sequence[float],
     w: int,
@@ -152,7 +185,33 @@ def repair(
     deadline: float = math.inf,
 ) -> tuple[list[int], dict[int, int]] | None:
     """A valid placement close to the current plan, or None (none found, or past `deadline`,
-    a time.perf_counter value checked in every loop that grows with S or W)."""
+    a time.perf_counter value checked in every loop that grows with S or W).
+
+    Two evictions from over-full cores are tried (largest shard first; the smallest shard that
+    clears the excess): neither wins on every instance, and each costs well under a millisecond.
+    """
+    best: tuple[list[int], dict[int, int]] | None = None
+    best_cost = math.inf
+    for snug in (False, True):
+        if snug and time.perf_counter() > deadline:
+            break
+        got = _repair(loads, w, e, caps, cur, deadline, snug)
+        if got is not None:
+            cost = migrations(got[0], got[1], w, cur)
+            if cost < best_cost:
+                best, best_cost = got, cost
+    return best
+
+
+def _repair(
+    loads: Sequence[float],
+    w: int,
+    e: int,
+    caps: Caps,
+    cur: Plan,
+    deadline: float,
+    snug: bool,
+) -> tuple[list[int], dict[int, int]] | None:
     n = len(loads)
     st = _State(loads, w, e, caps)
     pool: list[int] = []
@@ -165,7 +224,14 @@ def repair(
     core_cap = caps.working + b if e else caps.working
     for i in range(w):
         while st.g[i] > core_cap + EPS and st.members[i]:
-            s = max(st.members[i], key=lambda x: loads[x])
+            # The smallest shard that clears the excess alone, else the largest: as few moves
+            # as largest-first, with less load to place elsewhere.
+            excess = st.g[i] - core_cap
+            enough = [x for x in st.members[i] if loads[x] >= excess - EPS] if snug else []
+            if enough:
+                s = min(enough, key=lambda x: loads[x])
+            else:
+                s = max(st.members[i], key=lambda x: loads[x])
             st.remove(s)
             pool.append(s)
     # pairings: keep the valid ones, serve unserved offloading cores, attach the rest
@@ -205,15 +271,25 @@ def repair(
             s = min(st.members[k], key=lambda x: loads[x])
             st.remove(s)
         st.add(s, i)
-    # place the pool, largest first, where most room is left
-    for s in sorted(pool, key=lambda x: -loads[x]):
+    # place the pool, largest first, where most room is left; a shard that fits nowhere bumps a
+    # smaller one out of a core (the bumped shard goes back to the pool): near the caps, plain
+    # first-fit fails on most instances while a few bumps find a placement.
+    pool.sort(key=lambda x: loads[x])
+    bumps = 0
+    while pool:
         if time.perf_counter() > deadline:
             return None
+        s = pool.pop()
         gover = [st.group_over(j) for j in range(e)]
         best = max(range(w), key=lambda i: st.room_after(s, i, gover))
-        if st.room_after(s, best, gover) < -EPS:
+        if st.room_after(s, best, gover) >= -EPS:
+            st.add(s, best)
+            continue
+        bumps += 1
+        bumped = _bump(st, s, gover, deadline) if bumps <= 2 * n else None
+        if bumped is None:
             return None
-        st.add(s, best)
+        bisect.insort(pool, bumped, key=lambda x: loads[x])
     # fix over-full groups: repoint a core or move a shard, the biggest relief first
     if e and math.isfinite(b):
         for _ in range(4 * n + 4 * w):

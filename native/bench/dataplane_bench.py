@@ -35,7 +35,13 @@ from tests.bess import harness  # noqa: E402
 RX_RING = 512
 
 
-def rate_pipeline(b: Any, dyssect: bool, random_order: bool = False) -> None:
+# Chains measured: the plain baseline, the Dyssect chain as deployed on one worker (the
+# dispatcher hands each burst straight to the working core: run to completion), and the same
+# chain forced through the RX ring (dispatcher and working core as two tasks).
+PLAIN, DYSSECT, DYSSECT_RING = "plain", "dyssect", "dyssect_ring"
+
+
+def rate_pipeline(b: Any, mode: str, random_order: bool = False) -> None:
     b.add_worker(0, 0)
     # A short software RX ring, like a NIC RX ring: with a deep one the unthrottled source
     # runs thousands of packets ahead and the working core finds them out of cache.
@@ -49,8 +55,8 @@ def rate_pipeline(b: Any, dyssect: bool, random_order: bool = False) -> None:
     b.connect_modules("src", "tmpl")
     b.connect_modules("tmpl", "gen")
     b.attach_task("src", wid=0)
-    if dyssect:
-        b.create_module("DyssectDispatcher", "disp", {})
+    if mode != PLAIN:
+        b.create_module("DyssectDispatcher", "disp", {"ring_only": mode == DYSSECT_RING})
         b.connect_modules("gen", "disp")
         b.attach_task("disp", wid=0)
         b.create_module("DyssectWorkingCore", "w0", {"slot": 0})
@@ -69,13 +75,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure_rate(
-    b: Any, pid: int, dyssect: bool, seconds: float, random_order: bool = False
-) -> tuple[float, float, dict[str, int]]:
+    b: Any, pid: int, mode: str, seconds: float, random_order: bool = False
+) -> tuple[float, float, dict[str, int], float]:
     """Packets per wall-clock second and per CPU-second of bessd (the machine is shared:
-    the worker does not always get a whole CPU, so the CPU-normalised rate is the fair one)."""
+    the worker does not always get a whole CPU, so the CPU-normalised rate is the fair one),
+    the drops and the share of packets handed over run to completion."""
     b.pause_all()
     b.reset_all()
-    rate_pipeline(b, dyssect, random_order)
+    rate_pipeline(b, mode, random_order)
     b.resume_all()
     time.sleep(0.5)  # warm-up
     s0 = harness.get_stats(b)
@@ -88,7 +95,9 @@ def measure_rate(
     b.pause_all()
     drops = {k: v for k, v in s1.drops.items() if v}
     n = s1.packets_out - s0.packets_out
-    return n / (t1 - t0), n / max(c1 - c0, 1e-9), drops
+    n_in = s1.packets_in - s0.packets_in
+    inline = (s1.packets_inline - s0.packets_inline) / n_in if n_in else 0.0
+    return n / (t1 - t0), n / max(c1 - c0, 1e-9), drops, inline
 
 
 def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
@@ -157,44 +166,60 @@ def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
 ORDERS = {"sequential": ["sequential"], "random": ["random"], "both": ["sequential", "random"]}
 
 
-def rate_rounds(b: Any, pid: int, rounds: int, seconds: float, order: str) -> float:
-    """Alternating plain/Dyssect rounds; prints the rounds and the medians, returns the
-    per-CPU-second ratio of the medians."""
+def rate_rounds(b: Any, pid: int, rounds: int, seconds: float, order: str, ring: bool) -> float:
+    """Alternating plain/Dyssect(/ring) rounds; prints the rounds and the medians, returns the
+    per-CPU-second ratio of the medians (Dyssect as deployed over plain)."""
     random_order = order == "random"
-    plain: list[float] = []
-    dys: list[float] = []
-    plain_cpu: list[float] = []
-    dys_cpu: list[float] = []
+    modes = [PLAIN, DYSSECT] + ([DYSSECT_RING] if ring else [])
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    inl: dict[str, list[float]] = {m: [] for m in modes}
     for i in range(rounds):
-        p, pc, pd = measure_rate(b, pid, False, seconds, random_order)
-        d, dc, dd = measure_rate(b, pid, True, seconds, random_order)
-        plain.append(p)
-        dys.append(d)
-        plain_cpu.append(pc)
-        dys_cpu.append(dc)
+        parts = []
+        for mode in modes:
+            w, c, d, f = measure_rate(b, pid, mode, seconds, random_order)
+            wall[mode].append(w)
+            cpu[mode].append(c)
+            inl[mode].append(f)
+            parts.append(
+                f"{mode} {w / 1e6:.3f} Mpps ({c / 1e6:.3f} M/CPU-s"
+                + (f", inline {f:.2f}" if mode != PLAIN else "")
+                + f", drops {d})"
+            )
         print(
-            f"[{order}] round {i + 1}: plain {p / 1e6:.3f} Mpps ({pc / 1e6:.3f} M/CPU-s)  "
-            f"dyssect {d / 1e6:.3f} Mpps ({dc / 1e6:.3f} M/CPU-s)  "
-            f"ratio {d / p:.3f} (per CPU-s {dc / pc:.3f})  drops plain={pd} dyssect={dd}",
+            f"[{order}] round {i + 1}: "
+            + "  ".join(parts)
+            + f"  ratio {wall[DYSSECT][-1] / wall[PLAIN][-1]:.3f}"
+            f" (per CPU-s {cpu[DYSSECT][-1] / cpu[PLAIN][-1]:.3f})",
             flush=True,
         )
-    mp, md = statistics.median(plain), statistics.median(dys)
-    mpc, mdc = statistics.median(plain_cpu), statistics.median(dys_cpu)
+    med_w = {m: statistics.median(v) for m, v in wall.items()}
+    med_c = {m: statistics.median(v) for m, v in cpu.items()}
     print(
         f"== rate, one worker, NAT -> CPU NF (cost 0), 64 B UDP, 1024 flows, "
         f"flows in {order} order =="
     )
-    print(
-        f"plain chain (no Dyssect bookkeeping): {mp / 1e6:.3f} Mpps, "
-        f"{mpc / 1e6:.3f} M packets per CPU-second (medians)"
-    )
-    print(
-        f"Dyssect chain (dispatcher + working core): {md / 1e6:.3f} Mpps, "
-        f"{mdc / 1e6:.3f} M packets per CPU-second (medians)"
-    )
-    print(f"ratio: {md / mp:.3f} wall-clock, {mdc / mpc:.3f} per CPU-second (target >= 0.90)")
+    labels = {
+        PLAIN: "plain chain (no Dyssect bookkeeping)",
+        DYSSECT: "Dyssect chain (dispatcher -> working core, run to completion)",
+        DYSSECT_RING: "Dyssect chain, RX-ring hand-off forced (ring_only, two tasks)",
+    }
+    for m in modes:
+        extra = f", inline share {statistics.median(inl[m]):.2f}" if m != PLAIN else ""
+        print(
+            f"{labels[m]}: {med_w[m] / 1e6:.3f} Mpps, "
+            f"{med_c[m] / 1e6:.3f} M packets per CPU-second (medians{extra})"
+        )
+    ratio_w = med_w[DYSSECT] / med_w[PLAIN]
+    ratio_c = med_c[DYSSECT] / med_c[PLAIN]
+    print(f"ratio: {ratio_w:.3f} wall-clock, {ratio_c:.3f} per CPU-second (target >= 0.90)")
+    if ring:
+        print(
+            f"ring hand-off ratio: {med_w[DYSSECT_RING] / med_w[PLAIN]:.3f} wall-clock, "
+            f"{med_c[DYSSECT_RING] / med_c[PLAIN]:.3f} per CPU-second (for comparison)"
+        )
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    return mdc / mpc
+    return ratio_c
 
 
 def main() -> int:
@@ -210,6 +235,11 @@ def main() -> int:
         default="both",
         help="flow order of the offered packets: round robin (sequential), random, or both",
     )
+    ap.add_argument(
+        "--no-ring",
+        action="store_true",
+        help="skip the forced RX-ring configuration (printed for comparison)",
+    )
     args = ap.parse_args()
     src = Path(args.bess_src) if args.bess_src else harness.bess_src()
     if src is None:
@@ -223,7 +253,7 @@ def main() -> int:
         pid = daemon.proc.pid
         ratios: list[float] = []
         for order in ORDERS[args.order]:
-            ratios.append(rate_rounds(b, pid, args.rounds, args.seconds, order))
+            ratios.append(rate_rounds(b, pid, args.rounds, args.seconds, order, not args.no_ring))
         m = run_migrations(b, args.migrations, args.rate)
         print(f"== {m['migrations']} shard migrations at {args.rate} pps offered ==")
         print(

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <random>
 
+#include "task.h"
+#include "traffic_class.h"
 #include "worker.h"
 
 namespace dyssect_bess {
@@ -320,9 +322,10 @@ CommandResponse DyssectShardManager::CommandGetStats(
     (*drops)[dyssect::ShardDropName(d)] = shard_drops[d];
   }
   uint64_t mdrops[kNumModuleDrops] = {};
-  uint64_t in = 0, out = 0;
+  uint64_t in = 0, out = 0, inline_pkts = 0;
   for (const CounterBlock *b : blocks_) {
     in += b->in.load(std::memory_order_relaxed);
+    inline_pkts += b->inline_pkts.load(std::memory_order_relaxed);
     out += b->out.load(std::memory_order_relaxed);
     reclassified += b->reclassified.load(std::memory_order_relaxed);
     for (uint32_t d = 0; d < kNumModuleDrops; d++) {
@@ -334,6 +337,7 @@ CommandResponse DyssectShardManager::CommandGetStats(
   }
   r.set_packets_in(in);
   r.set_packets_out(out);
+  r.set_packets_inline(inline_pkts);
   bool migrating = shards.active_migrations.load(std::memory_order_acquire) != 0;
   for (uint32_t i = 0; i < num_cores && !migrating; i++) {
     migrating = wslots[i].offl->handoff_pending();
@@ -479,6 +483,7 @@ CommandResponse DyssectDispatcher::Init(const dyssect::pb::DyssectDispatcherArg 
   if (mgr_->hardware) {
     return CommandFailure(EINVAL, "the manager uses hardware steering: no dispatcher needed");
   }
+  ring_only_ = arg.ring_only();
   if (!arg.port().empty()) {
     const auto &it = PortBuilder::all_ports().find(arg.port());
     if (it == PortBuilder::all_ports().end()) {
@@ -542,7 +547,8 @@ void DyssectDispatcher::ApplySteering() {
   }
 }
 
-void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt) {
+void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt,
+                                 bess::PacketBatch *spare) {
   const uint32_t mask = mgr_->num_shards - 1;
   // Locals: the scratchpad stores below may alias anything, so members read
   // through `this` would be reloaded for every packet.
@@ -584,7 +590,12 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
   }
   // One enqueue per working slot, in arrival order; a batch for a single
   // slot (one working core, or flows of one core's shards) goes as it is.
+  // A working core on this worker may instead take its burst at once (run
+  // to completion, like a NIC queue polled by its core: no ring, no second
+  // pass); `spare` is its output batch, so at most one slot per call.
   const bool single = (slots & (slots - 1)) == 0;
+  bool spare_free = !ring_only_;
+  uint64_t inline_pkts = 0;
   while (slots != 0) {
     const uint32_t w = static_cast<uint32_t>(__builtin_ctzll(slots));
     slots &= slots - 1;
@@ -599,6 +610,14 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
         }
       }
     }
+    if (spare_free) {
+      DyssectWorkingCore *wc = mgr_->wslots[w].module.load(std::memory_order_acquire);
+      if (wc != nullptr && wc->RunToCompletion(ctx, out, m, spare)) {
+        spare_free = false;
+        inline_pkts += m;
+        continue;
+      }
+    }
     const uint32_t k = mgr_->wslots[w].rx->EnqueueBurst(out, m);
     if (DYSSECT_UNLIKELY(k != m)) {
       CounterBlock::Bump(cnt_.drops[kDropRxRingFull], m - k);
@@ -606,6 +625,9 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
         DropPacket(ctx, out[i]);
       }
     }
+  }
+  if (inline_pkts != 0) {
+    CounterBlock::Bump(cnt_.inline_pkts, inline_pkts);
   }
 }
 
@@ -623,13 +645,13 @@ struct task_result DyssectDispatcher::RunTask(Context *ctx, bess::PacketBatch *b
   for (int i = 0; i < cnt; i++) {
     bytes += batch->pkts()[i]->total_len();
   }
-  Dispatch(ctx, batch->pkts(), static_cast<uint32_t>(cnt));
+  Dispatch(ctx, batch->pkts(), static_cast<uint32_t>(cnt), batch);
   return {.block = false, .packets = static_cast<uint32_t>(cnt), .bits = (bytes + cnt * 24) * 8};
 }
 
 void DyssectDispatcher::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
   ApplySteering();
-  Dispatch(ctx, batch->pkts(), static_cast<uint32_t>(batch->cnt()));
+  Dispatch(ctx, batch->pkts(), static_cast<uint32_t>(batch->cnt()), batch);
 }
 
 // ============================================================= working core
@@ -681,6 +703,7 @@ CommandResponse DyssectWorkingCore::Init(const dyssect::pb::DyssectWorkingCoreAr
     return CommandFailure(ENOMEM, "task creation failed");
   }
   mgr_->Register(&cnt_);
+  ws_->module.store(this, std::memory_order_release);  // after RegisterTask: see RunToCompletion
   return CommandSuccess();
 }
 
@@ -694,6 +717,7 @@ void DyssectWorkingCore::DeInit() {
     port_->ReleaseQueues(reinterpret_cast<const module *>(this), PACKET_DIR_INC, &q, 1);
   }
   if (UnregisterFromManager(mgr_name_, mgr_, &cnt_)) {
+    ws_->module.store(nullptr, std::memory_order_release);
     ws_->has_module = false;
   }
 }
@@ -975,6 +999,32 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
   fences_new_.clear();
   RunNextModule(ctx, batch);
   return {.block = false, .packets = cnt, .bits = 0};
+}
+
+bool DyssectWorkingCore::RunToCompletion(Context *ctx, bess::Packet **pkts, uint32_t cnt,
+                                         bess::PacketBatch *batch) {
+  // Same worker first (everything checked after it is this core's own
+  // state): both tasks' traffic classes hang off one scheduler root. Traffic
+  // classes change only while every worker is paused, so this cannot go stale
+  // while the dispatcher runs.
+  const std::vector<const Task *> &tasks = this->tasks();
+  if (tasks.empty() || tasks[0]->GetTC() == nullptr || ctx->task->GetTC() == nullptr ||
+      tasks[0]->GetTC()->Root() != ctx->task->GetTC()->Root()) {
+    return false;
+  }
+  // Anything RunTask would do before classifying a new burst (release a
+  // fence, take a shard over, send the backlog, dequeue older packets) makes
+  // the burst wait its turn in the ring.
+  if (port_ != nullptr || cnt > burst_ || !fences_.empty() || !backlog_->Empty() ||
+      !ws_->rx->Empty() || mgr_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
+    return false;
+  }
+  now_ns_ = ctx->current_ns;
+  batch_id_++;
+  batch->clear();
+  Classify(ctx, pkts, cnt, batch, false);  // no fence: fences travel only in the ring
+  RunNextModule(ctx, batch);
+  return true;
 }
 
 // ========================================================== offloading core

@@ -65,6 +65,7 @@ struct alignas(64) CounterBlock {
   std::atomic<uint64_t> in{0};   // packets entering Dyssect (dispatcher or HW RX)
   std::atomic<uint64_t> out{0};  // packets leaving the chain (egress)
   std::atomic<uint64_t> reclassified{0};
+  std::atomic<uint64_t> inline_pkts{0};  // dispatcher: handed to a working core directly
   std::atomic<uint64_t> drops[kNumModuleDrops] = {};
   static void Bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -98,11 +99,17 @@ inline uint32_t FenceShard(const bess::Packet *p) {
   return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) >> 1);
 }
 
+class DyssectWorkingCore;
+
 // Working slot: RX ring (software steering) and offload ring.
 struct alignas(64) WorkSlot {
   std::unique_ptr<dyssect::SpscRing<bess::Packet *>> rx;
   std::unique_ptr<dyssect::OffloadRing> offl;
   std::atomic<bool> has_module{false};
+  // The slot's module, for the dispatcher's run-to-completion hand-off:
+  // published at the end of its Init (modules may be created while workers
+  // run), cleared in its DeInit (workers paused).
+  std::atomic<DyssectWorkingCore *> module{nullptr};
 };
 
 struct alignas(64) OffSlot {
@@ -184,7 +191,9 @@ class DyssectDispatcher final : public Module {
 
  private:
   void ApplySteering();
-  void Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt);
+  // `spare` may be reused as the output batch of a run-to-completion
+  // hand-off: pkts is no longer read once the packets are sorted by slot.
+  void Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *spare);
 
   DyssectShardManager *mgr_ = nullptr;
   std::string mgr_name_;
@@ -192,6 +201,7 @@ class DyssectDispatcher final : public Module {
   uint32_t qid_ = 0;
   uint64_t seen_gen_ = ~0ull;
   bool steering_pending_ = false;
+  bool ring_only_ = false;
   std::vector<uint16_t> steer_;
   // per working slot burst when a batch goes to several slots
   bess::Packet *out_[Worker::kMaxWorkers][bess::PacketBatch::kMaxBurst];
@@ -208,6 +218,16 @@ class DyssectWorkingCore final : public Module {
   void DeInit() override;
   std::string GetDesc() const override;
   struct task_result RunTask(Context *ctx, bess::PacketBatch *batch, void *arg) override;
+
+  // Run to completion: called by the dispatcher with a burst steered to this
+  // core. Classifies it and hands it to this core's chain inside the
+  // dispatcher's task, as RunTask would have done had the burst gone through
+  // the RX ring, when that is equivalent: this core's task runs on the
+  // dispatcher's worker (so the two never run at once), the RX ring and the
+  // hand-off backlog are empty (nothing older is queued: per-flow order
+  // holds) and no migration is active (no fence, buffering or release to do
+  // first). Returns false, touching nothing, otherwise: the caller enqueues.
+  bool RunToCompletion(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch);
 
  private:
   struct Fence {

@@ -6,7 +6,8 @@
 # Usage: bess-build.sh KIND SOURCE REVISION INSTALL_DIR CPU JOBS FIXES_SCRIPT
 #   KIND=archive  SOURCE is a .tar[.gz|.xz|.bz2] or .zip of a BESS tree (REVISION is unused)
 #   KIND=git      SOURCE is a git checkout, REVISION the commit to build
-# Environment: BESS_STAMP, the stamp text written as INSTALL_DIR/.dyssect-build-stamp.
+# Environment: BESS_STAMP, the stamp text written as INSTALL_DIR/.dyssect-build-stamp;
+#   BESS_CCACHE_DIR (optional), a ccache directory the compiler goes through.
 set -euo pipefail
 
 kind=$1 src=$2 rev=$3 install=$4 cpu=$5 jobs=$6 fixes=$7
@@ -51,6 +52,10 @@ mkdir -p pybess/builtin_pb pybess/plugin_pb core/pb
 printf 'CXXFLAGS += -march=%s\n' "$cpu" >core/extra-dyssect.mk
 
 export BESS_LINK_DYNAMIC=1
+# Same output, but objects this host (or a host sharing the cache) compiled before are reused.
+if [ -n "${BESS_CCACHE_DIR:-}" ]; then
+    export CCACHE_DIR="$BESS_CCACHE_DIR" PATH="/usr/lib/ccache:$PATH"
+fi
 # Not `build.py bess`: it stops any bessd on the default port and builds the gtest suite.
 python3 build.py protobuf
 make -C core -j"$jobs" bessd
