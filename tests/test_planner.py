@@ -369,3 +369,24 @@ def test_highs_stops_at_its_time_limit():
         res, cpu = _cpu(lambda: milp.solve_highs(m.milp, 0.03))
         assert res.status in ("feasible", "nosolution")  # unsolved in 30 ms: the test means it
         assert cpu < 0.03 + HIGHS_STRETCH, cpu
+
+
+def test_short_repair_bumps_a_smaller_shard_when_the_evicted_one_fits_nowhere():
+    from dyssect_ctrl.planner import short
+    from dyssect_ctrl.planner.core import Caps
+
+    caps = Caps.of(P)
+    cw = caps.working
+    # core 0 is over its cap by 0.1; whichever shard leaves it (0.6 or 0.5) finds 0.16 of room
+    # on core 1. Putting it there in place of the 0.39 shard, which then fits on core 0, works:
+    # 2 migrations, the optimum (one migration cannot do it).
+    loads = [0.6 * cw, 0.5 * cw, 0.39 * cw, 0.3 * cw, 0.15 * cw]
+    cur = Plan(2, 0, (0, 0, 1, 1, 1), {}, (0.0,) * 5)
+    got = short.repair(loads, 2, 0, caps, cur)
+    assert got is not None
+    assignment, _ = got
+    assert short.migrations(assignment, {}, 2, cur) == 2
+    for i in (0, 1):
+        assert sum(v for v, a in zip(loads, assignment, strict=True) if a == i) <= cw + 1e-9
+    res = plan(loads, P, 2, cur, mode="short", solver="highs")
+    assert res.feasible and res.optimal and res.plan.migrations(cur) == 2
