@@ -230,6 +230,8 @@ class ControlLoop:
         self._last_status_at = -1e18
         self.on_ready: Callable[[], None] | None = None
         self._warm: Planner | None = None  # the planner whose backend is warmed up
+        # Data-plane drops by reason since this controller started (the status document's).
+        self.drops_total: dict[str, int] = {}
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -384,6 +386,8 @@ class ControlLoop:
         snap = reading.snapshot
         self.last_loads = snap.loads()
         self.metrics.observe_dataplane(snap.drops, reading.packets_in, reading.packets_out)
+        for reason, n in snap.drops.items():
+            self.drops_total[reason] = self.drops_total.get(reason, 0) + n
         if self.current is None:
             self._adopt(reading)
         elif reading.fresh or self._reapply_plan is not None:
@@ -894,6 +898,7 @@ class ControlLoop:
             "last_solve": dict(self.last_solve),
             "counts": dict(self.counts),
             "drops": dict(reading.snapshot.drops) if reading else {},
+            "drops_total": dict(self.drops_total),
             "solver_backend": self.config.solver.backend,
         }
 

@@ -1,0 +1,1 @@
+"""Scaling experiments: record a running controller's view, then report on it."""

@@ -1,0 +1,186 @@
+"""`dyssect-ctrl report`: an experiment's samples and decisions -> summary.json and plots.
+
+Inputs: the JSON lines of `dyssect-ctrl record` (the controller's view every second) and,
+optionally, its decision log (one line per plan applied). Outputs in the result directory:
+- summary.json: duration, offered load (min/mean/max, in cores), cores used (mean, max,
+  core-seconds), scale-ups and scale-downs, plans and migrations, fallbacks by reason, solve
+  times by kind (p50/p99), data-plane drops by reason over the run, unanswered samples;
+- cores.png: offered load and the working / working+offloading cores over time, with the
+  decisions' migrations below.
+Fields are pulled out of the records with JMESPath expressions, so a reader can run the same
+queries on the raw files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jmespath
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+Q_ANSWERED = jmespath.compile("[?!error]")
+Q_UNANSWERED = jmespath.compile("length([?error])")
+Q_MIGRATIONS = jmespath.compile("sum([].migrations)")
+Q_FALLBACKS = jmespath.compile("[?fallback].fallback")
+
+
+class ReportError(ValueError):
+    """An input that cannot be reported on (missing, malformed, empty)."""
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ReportError(f"{path}: {e.strerror or e}") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{path}:{n}: not JSON ({e.msg})") from None
+        if not isinstance(doc, dict):
+            raise ReportError(f"{path}:{n}: not a JSON object")
+        out.append(doc)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def _core_seconds(ts: list[float], cores: list[int]) -> float:
+    """Each sample's core count held until the next sample."""
+    return sum((t1 - t0) * c for t0, t1, c in zip(ts, ts[1:], cores, strict=False))
+
+
+def summarize(samples: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [s for s in Q_ANSWERED.search(samples) if s.get("working") is not None]
+    if not ok:
+        raise ReportError("no answered sample with a plan: nothing to report")
+    ts = [float(s["t"]) for s in ok]
+    loads = [float(s.get("total_load") or 0.0) for s in ok]
+    cores = [int(s["working"]) + int(s.get("offloading") or 0) for s in ok]
+    ups = sum(1 for a, b in itertools.pairwise(cores) if b > a)
+    downs = sum(1 for a, b in itertools.pairwise(cores) if b < a)
+    first, last = ok[0], ok[-1]
+    # Cumulative since the controller started: the run's drops are last minus first.
+    drops = {
+        k: int(v) - int((first.get("drops_total") or {}).get(k, 0))
+        for k, v in (last.get("drops_total") or {}).items()
+    }
+    solve: dict[str, dict[str, float | int | None]] = {}
+    for kind in sorted({str(d.get("kind")) for d in decisions}):
+        mine = [d for d in decisions if str(d.get("kind")) == kind]
+        ms = [float(d["solve_ms"]) for d in mine if d.get("solve_ms") is not None]
+        solve[kind] = {"plans": len(mine), "p50_ms": _pct(ms, 0.5), "p99_ms": _pct(ms, 0.99)}
+    return {
+        "duration_s": round(ts[-1] - ts[0], 3),
+        "samples": len(samples),
+        "unanswered": Q_UNANSWERED.search(samples),
+        "load_cores": {
+            "min": round(min(loads), 4),
+            "mean": round(statistics.fmean(loads), 4),
+            "max": round(max(loads), 4),
+        },
+        "cores": {
+            "mean": round(statistics.fmean(cores), 3),
+            "max": max(cores),
+            "core_seconds": round(_core_seconds(ts, cores), 3),
+        },
+        "scale_ups": ups,
+        "scale_downs": downs,
+        "plans": len(decisions),
+        "migrations": Q_MIGRATIONS.search(decisions) if decisions else 0,
+        "fallbacks": dict(Counter(Q_FALLBACKS.search(decisions) or [])),
+        "solve": solve,
+        "drops": drops,
+    }
+
+
+def plot(
+    samples: list[dict[str, Any]], decisions: list[dict[str, Any]], path: Path, title: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on a server
+    import matplotlib.pyplot as plt
+
+    ok = [s for s in Q_ANSWERED.search(samples) if s.get("working") is not None]
+    t0 = float(ok[0]["t"])
+    ts = [float(s["t"]) - t0 for s in ok]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(9, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot(ts, [float(s.get("total_load") or 0.0) for s in ok], label="offered load (cores)")
+    top.step(ts, [int(s["working"]) for s in ok], where="post", label="working cores")
+    top.step(
+        ts,
+        [int(s["working"]) + int(s.get("offloading") or 0) for s in ok],
+        where="post",
+        linestyle="--",
+        label="working + offloading cores",
+    )
+    top.set_ylabel("cores")
+    top.set_title(title)
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    dts = [float(d["time"]) - t0 for d in decisions if d.get("time") is not None]
+    migs = [int(d.get("migrations") or 0) for d in decisions if d.get("time") is not None]
+    bottom.bar(dts, migs, width=0.08)
+    bottom.set_ylabel("migrations")
+    bottom.set_xlabel("time (s)")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dyssect-ctrl report",
+        description="Summarize and plot an experiment recorded with `dyssect-ctrl record`.",
+    )
+    parser.add_argument("--samples", required=True, metavar="FILE", help="record's JSON lines")
+    parser.add_argument("--decisions", metavar="FILE", help="the controller's decisions.jsonl")
+    parser.add_argument("--out", required=True, metavar="DIR", help="result directory")
+    parser.add_argument("--title", default="Dyssect scaling experiment")
+    args = parser.parse_args(argv)
+    try:
+        samples = read_lines(Path(args.samples))
+        decisions = read_lines(Path(args.decisions)) if args.decisions else []
+        if samples:
+            t_first, t_last = float(samples[0]["t"]), float(samples[-1]["t"])
+            # Only the decisions taken while recording (the log may span earlier runs).
+            decisions = [d for d in decisions if t_first <= float(d.get("time", 0)) <= t_last]
+        summary = summarize(samples, decisions)
+    except ReportError as e:
+        print(f"report: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    plot(samples, decisions, out / "cores.png", args.title)
+    print(
+        f"report: {summary['duration_s']} s, load {summary['load_cores']['min']}-"
+        f"{summary['load_cores']['max']} cores, cores max {summary['cores']['max']} "
+        f"(mean {summary['cores']['mean']}), {summary['plans']} plans, "
+        f"{summary['migrations']} migrations -> {out}/summary.json, {out}/cores.png"
+    )
+    return EXIT_OK
