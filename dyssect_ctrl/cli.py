@@ -1,4 +1,4 @@
-"""`dyssect-ctrl`: run | status | check-config | plan | bench | record | report.
+"""`dyssect-ctrl`: run | status | check-config | plan | bench | record | load | report.
 
 check-config and plan live here; run, status and bench belong to their own modules and are
 imported only when asked for, so a missing piece breaks only its own subcommand.
@@ -31,6 +31,7 @@ DELEGATED = {
     "status": ("dyssect_ctrl.status", "show the running controller's state"),
     "bench": ("dyssect_ctrl.bench", "time the planner backends over a grid of instances"),
     "record": ("dyssect_ctrl.experiment.record", "sample the running controller into JSON lines"),
+    "load": ("dyssect_ctrl.experiment.load", "set the offered load of the pipeline's test source"),
     "report": ("dyssect_ctrl.experiment.report", "summary.json and plots of a recorded run"),
 }
 

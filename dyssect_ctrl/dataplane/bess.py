@@ -70,6 +70,35 @@ def load_pybess(path: str) -> tuple[Any, Any]:
     return bess_mod.BESS, grpc
 
 
+def probe(grpc: Any, url: str, timeout_s: float) -> None:
+    """Wait (bounded) until a channel to bessd is READY or fails; pybess's connect never times
+    out, so every pybess connect is preceded by this."""
+    channel = grpc.insecure_channel(url)
+    done = threading.Event()
+    seen: list[Any] = []
+    final = {
+        grpc.ChannelConnectivity.READY,
+        grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+        grpc.ChannelConnectivity.SHUTDOWN,
+    }
+
+    def watch(state: Any) -> None:
+        seen.append(state)
+        if state in final:
+            done.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        done.wait(timeout_s)
+    finally:
+        channel.unsubscribe(watch)
+        channel.close()
+    state = seen[-1] if seen else None
+    if state != grpc.ChannelConnectivity.READY:
+        name = getattr(state, "name", "no answer")
+        raise DataplaneError(f"bessd at {url} not reachable ({name})")
+
+
 class BessDataplane(Dataplane):
     kind = "bess"
 
@@ -140,32 +169,7 @@ class BessDataplane(Dataplane):
         self.health.reconnects += 1
 
     def _probe(self) -> None:
-        """Wait (bounded) until the channel is READY or fails; pybess's connect never times out."""
-        grpc = self._grpc
-        channel = grpc.insecure_channel(self.url)
-        done = threading.Event()
-        seen: list[Any] = []
-        final = {
-            grpc.ChannelConnectivity.READY,
-            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-            grpc.ChannelConnectivity.SHUTDOWN,
-        }
-
-        def watch(state: Any) -> None:
-            seen.append(state)
-            if state in final:
-                done.set()
-
-        channel.subscribe(watch, try_to_connect=True)
-        try:
-            done.wait(self.timeout_s)
-        finally:
-            channel.unsubscribe(watch)
-            channel.close()
-        state = seen[-1] if seen else None
-        if state != grpc.ChannelConnectivity.READY:
-            name = getattr(state, "name", "no answer")
-            raise DataplaneError(f"bessd at {self.url} not reachable ({name})")
+        probe(self._grpc, self.url, self.timeout_s)
 
     def _map_workers(self) -> None:
         """CPU id -> worker id for the core list.
