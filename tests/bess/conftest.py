@@ -28,13 +28,22 @@ def plugin(bess_tree: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def daemon(bess_tree: Path, plugin: Path) -> Iterator[harness.Daemon]:
+def daemon(
+    bess_tree: Path, plugin: Path, request: pytest.FixtureRequest
+) -> Iterator[harness.Daemon]:
     log = Path(tempfile.mkstemp(prefix="dyssect-bessd-", suffix=".log")[1])
     d = harness.start_bessd(bess_tree, plugin.parent, log)
     try:
         yield d
     finally:
         d.stop()  # by PID, the process this fixture started
+        # DPDK lists every 4 KiB memory segment at start (15 MB a run): keep the log only
+        # when something failed.
+        Path(f"{log}.pid").unlink(missing_ok=True)
+        if request.session.testsfailed == 0:
+            log.unlink(missing_ok=True)
+        else:
+            print(f"bessd log kept: {log}")
 
 
 @pytest.fixture()
