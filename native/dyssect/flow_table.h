@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -37,26 +38,33 @@ constexpr uint32_t kMaxNfSlots = 8;
 
 constexpr uint16_t kNoRing = 0xFFFF;
 
-struct FlowEntry {
+// Two cache lines, aligned: the first holds everything a packet touches (the
+// lookup's key, what classification reads and writes, and the first NF's
+// state pointer, so the lookup's one prefetch also serves the first NF); the
+// second holds the other NF slots and what only ranking reads.
+struct alignas(64) FlowEntry {
+  // --- line 0: per packet ---
   FlowKey key;
-  uint32_t rss_hash = 0;
-  uint32_t index = 0;        // position in the table's entry array (stable)
   uint64_t last_seen = 0;    // caller's time unit (ns or TSC), for idle expiry
   uint64_t win_bytes = 0;    // bytes in the current stats window (owner-written)
-  uint64_t last_win_bytes = 0;  // bytes in the previous window (set by ranking)
-  uint64_t packets = 0;      // packets classified since the flow was created (owner)
   uint64_t local_batch = 0;  // id of the last owner batch this flow went local in
   // Packets of this flow handed to an offloading core and not yet finished
   // there. Incremented by the owner at classification, decremented (release)
   // by the offloading core after the whole chain ran. Reclassification to
   // local, expiry and shard hand-off wait for it to be zero.
   std::atomic<uint32_t> inflight{0};
+  uint32_t rss_hash = 0;
   uint16_t offload_ring = kNoRing;  // ring of the last offloaded packet
   uint8_t offloaded = 0;     // current path: 1 = offloading core (owner-written)
   uint8_t want_offload = 0;  // ranking decision (owner-written)
   uint8_t used = 0;
-  void* nf_state[kMaxNfSlots] = {};  // per-NF state objects (nf_state.h)
+  void* nf_state[kMaxNfSlots] = {};  // per-NF state objects (nf_state.h); [0] on line 0
+  // --- line 1 ---
+  uint64_t last_win_bytes = 0;  // bytes in the previous window (set by ranking)
 };
+static_assert(sizeof(FlowEntry) == 128, "FlowEntry: two cache lines");
+static_assert(offsetof(FlowEntry, nf_state) + sizeof(void*) <= 64,
+              "the first NF's state pointer shares the lookup's cache line");
 
 class FlowTable {
  public:
@@ -69,7 +77,6 @@ class FlowTable {
         free_(new uint32_t[capacity_]),
         scratch_(new RankItem[capacity_]) {
     for (uint32_t i = 0; i < capacity_; i++) {
-      entries_[i].index = i;
       free_[i] = capacity_ - 1 - i;  // pop from the end: low indices first
     }
     free_count_ = capacity_;
@@ -134,7 +141,6 @@ class FlowTable {
     e->last_seen = now;
     e->win_bytes = 0;
     e->last_win_bytes = 0;
-    e->packets = 0;
     e->local_batch = 0;
     e->inflight.store(0, std::memory_order_relaxed);
     e->offload_ring = kNoRing;
@@ -152,12 +158,13 @@ class FlowTable {
   // checked e->inflight == 0. Returns false if e is not a live entry of this table.
   bool Remove(FlowEntry* e) {
     if (e < &entries_[0] || e >= &entries_[capacity_] || !e->used) return false;
+    const uint32_t idx = static_cast<uint32_t>(e - &entries_[0]);
     const uint64_t h = FlowKeyHash(e->key);
     uint32_t pos = static_cast<uint32_t>(h) & index_mask_;
     while (true) {
       const uint64_t s = index_[pos];
       if (s == 0) return false;  // not found: inconsistent, refuse
-      if (SlotIdx(s) == e->index) break;
+      if (SlotIdx(s) == idx) break;
       pos = (pos + 1) & index_mask_;
     }
     // Backward-shift deletion keeps every probe chain unbroken.
@@ -179,7 +186,7 @@ class FlowTable {
     index_[hole] = 0;
     e->used = 0;
     for (uint32_t i = 0; i < kMaxNfSlots; i++) e->nf_state[i] = nullptr;
-    free_[free_count_++] = e->index;
+    free_[free_count_++] = idx;
     removals_++;
     return true;
   }

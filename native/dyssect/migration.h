@@ -180,7 +180,6 @@ inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t
   if (DYSSECT_UNLIKELY(inserted)) s.flows.store(s.table.size(), std::memory_order_relaxed);
   f->last_seen = now;
   f->win_bytes += bytes;
-  f->packets++;
   Shard::Bump(s.packets, 1);
   Shard::Bump(s.bytes, bytes);
   if (f->offloaded) {
