@@ -66,7 +66,7 @@ class EpochsConfig:
 @dataclass(frozen=True)
 class SolverConfig:
     backend: str = "auto"
-    short_time_limit_ms: float = 50.0
+    short_time_limit_ms: float = 10.0
     long_time_limit_ms: float = 500.0
     greedy_deadline_ms: float = 5.0
 

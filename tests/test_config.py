@@ -159,7 +159,7 @@ def test_empty_config_is_all_defaults() -> None:
     assert c.dataplane.kind == "bess"
     assert c.dataplane.replay_file is None
     assert c.solver.backend == "auto"
-    assert c.solver.short_time_limit_s == pytest.approx(0.05)
+    assert c.solver.short_time_limit_s == pytest.approx(0.01)
     assert c.solver.long_time_limit_s == pytest.approx(0.5)
     assert c.solver.greedy_deadline_s == pytest.approx(0.005)
     assert c.metrics.port == 9105

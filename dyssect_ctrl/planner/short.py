@@ -12,6 +12,7 @@ repair.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -24,6 +25,11 @@ from dyssect_ctrl.planner.core import EPS, Caps
 R_WEIGHT = 1e-3
 # longest exact search before the MILP (seconds)
 SEARCH_S = 0.025
+# Least time left for the placement MILP to be worth starting (seconds): building it and
+# handing it to HiGHS alone took 2 to 5 ms at S=64, W=10, and HiGHS's root processing runs
+# without a callback for several more. With less left, the repair (or the search's plan) is
+# returned unproven instead of overrunning the limit.
+MILP_MIN_S = 0.015
 
 
 @dataclass
@@ -144,36 +150,46 @@ class _State:
         return min(grp_left, self.caps.working + self.b - gi) + max(0.0, self.caps.working - gi)
 
 
-def _bump(st: _State, s: int, gover: list[float], deadline: float) -> int | None:
-    """Put shard s on a core in place of the smallest shard whose removal makes room for it
-    (strictly smaller than s, so bumping cannot cycle); that shard is returned, or None."""
-    best: tuple[float, int, int] | None = None
+def _bump(st: _State, s: int, gover: list[float], deadline: float) -> list[int] | None:
+    """Put shard s on a core in place of the smallest shard whose removal makes room for it, or
+    failing that of the pair of shards with the smallest largest member; every shard taken out
+    is strictly smaller than s. The shards taken out are returned (to be placed again), or None.
+    """
+    best: tuple[float, float, int, tuple[int, ...]] | None = None
     v = st.loads[s]
     g2 = list(gover)
-    for k in range(st.w):
-        if time.perf_counter() > deadline:
-            return None
-        j = st.pairing.get(k, -1) if st.e else -1
-        for t in st.members[k]:
-            vt = st.loads[t]
-            if vt >= v or (best is not None and vt >= best[0]):
-                continue
-            before = st.over(k)
-            st.remove(t)
-            if j >= 0:  # only k's group changes
-                g2[j] = gover[j] + st.over(k) - before
-            fits = st.room_after(s, k, g2) >= -EPS
-            st.add(t, k)
-            if j >= 0:
-                g2[j] = gover[j]
-            if fits:
-                best = (vt, k, t)
+    for size in (1, 2):
+        for k in range(st.w):
+            if time.perf_counter() > deadline:
+                return None
+            j = st.pairing.get(k, -1) if st.e else -1
+            small = sorted((t for t in st.members[k] if st.loads[t] < v), key=st.loads.__getitem__)
+            for out in itertools.combinations(small, size):
+                top = st.loads[out[-1]]
+                total = sum(st.loads[t] for t in out)
+                if best is not None and (top, total) >= (best[0], best[1]):
+                    continue
+                before = st.over(k)
+                for t in out:
+                    st.remove(t)
+                if j >= 0:  # only k's group changes
+                    g2[j] = gover[j] + st.over(k) - before
+                fits = st.room_after(s, k, g2) >= -EPS
+                for t in out:
+                    st.add(t, k)
+                if j >= 0:
+                    g2[j] = gover[j]
+                if fits:
+                    best = (top, total, k, out)
+        if best is not None:
+            break
     if best is None:
         return None
-    _, k, t = best
-    st.remove(t)
+    _, _, k, out = best
+    for t in out:
+        st.remove(t)
     st.add(s, k)
-    return t
+    return list(out)
 
 
 def repair(
@@ -289,7 +305,8 @@ def _repair(
         bumped = _bump(st, s, gover, deadline) if bumps <= 2 * n else None
         if bumped is None:
             return None
-        bisect.insort(pool, bumped, key=lambda x: loads[x])
+        for t in bumped:
+            bisect.insort(pool, t, key=lambda x: loads[x])
     # fix over-full groups: repoint a core or move a shard, the biggest relief first
     if e and math.isfinite(b):
         for _ in range(4 * n + 4 * w):
@@ -322,11 +339,21 @@ def _repair(
                     if gain <= best_gain + EPS:
                         continue
                     for k in range(w):
-                        if st.pairing[k] == j:
+                        if k == i:
                             continue
-                        if st.room_after(s, k, gover) >= -EPS:
-                            best_act, best_gain = ("move", s, k), gain
-                            break
+                        if st.pairing[k] != j:
+                            if st.room_after(s, k, gover) >= -EPS:
+                                best_act, best_gain = ("move", s, k), gain
+                                break
+                            continue
+                        # Within the group: it gains what the source sheds of its overflow
+                        # minus what the destination adds (a core below Cw absorbs some).
+                        gk = st.g[k] + v
+                        if gk > caps.working + b + EPS:
+                            continue
+                        net = gain - (max(0.0, gk - caps.working) - st.over(k))
+                        if net > best_gain + EPS:
+                            best_act, best_gain = ("move", s, k), net
                 if best_gain >= excess - EPS:
                     break
             if best_act is None:
@@ -476,7 +503,7 @@ def solve_short(
         plan = core.finish(best[0], best[1], loads, w, e, caps, old_r)
         return ShortOutcome(plan, True, True, None, "", lb)
     lb = max(lb, k)
-    if backend != "greedy" and time.perf_counter() < end:
+    if backend != "greedy" and end - time.perf_counter() >= MILP_MIN_S:
         model = formulation.build(loads, w, e, caps, current=cur)
         start = None
         if best is not None:
@@ -504,7 +531,11 @@ def solve_short(
             else:
                 fallback = f"{backend}: {res.detail or res.status} after {time_limit_s} s"
     elif backend != "greedy":
-        msg = f"{backend}: time limit {time_limit_s} s used up before the MILP"
+        left_ms = max(0.0, end - time.perf_counter()) * 1e3
+        msg = (
+            f"{backend}: {left_ms:.1f} ms left of the {time_limit_s} s limit, too little to "
+            f"start the MILP; migrations {best_cost}, lower bound {lb}"
+        )
         if best is None:
             fallback = msg
     if best is None:
