@@ -15,7 +15,14 @@ a rerun never stacks a second pipeline), then builds:
                polls its own RX queue of that port (RSS with RETA updates);
   per core k   DyssectWorkingCore (slot k) and DyssectOffloadingCore (slot M-1-k) attached to
                worker cores[k], both feeding one chain of that core:
-               NFs in order -> DyssectEgress -> QueueOut(tx port, queue k).
+               NFs in order -> DyssectEgress -> QueueOut(tx port, queue k);
+  test traffic (optional, software steering) Source -> Rewrite (a UDP frame) -> DyssectSeqGen
+               (one source port per flow) -> the dispatcher, on the dispatcher's worker under
+               the rate-limited traffic class dyssect_traffic (`dyssect-ctrl load` changes it);
+               the dispatcher then does not poll the RX port.
+
+A worker id listed in worker_cpus runs on that CPU instead of the CPU of the same number (a lab
+with fewer CPUs than cores).
 
 Every NF instance belongs to one core, so its counters have a single writer; the NAT port pool is
 shared through the manager. Exits non-zero with the failing step named.
@@ -59,6 +66,48 @@ def nf_module(nf, manager):
     raise ValueError(f"unknown NF kind {kind!r}")
 
 
+TRAFFIC_TC = "dyssect_traffic"
+
+
+def udp_frame(size):
+    """An Ethernet/IPv4/UDP frame of `size` bytes (10.0.0.1:10000 -> 198.51.100.10:53)."""
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    ip = bytearray(
+        bytes.fromhex("4500")
+        + (size - 14).to_bytes(2, "big")
+        + bytes.fromhex("00010000" "4011" "0000")
+        + bytes([10, 0, 0, 1, 198, 51, 100, 10])
+    )
+    total = sum(int.from_bytes(ip[i : i + 2], "big") for i in range(0, 20, 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    ip[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+    # UDP checksum 0: none (IPv4), so the per-flow source port needs no checksum update.
+    udp = (10000).to_bytes(2, "big") + (53).to_bytes(2, "big") + (size - 34).to_bytes(2, "big")
+    udp += b"\0\0"
+    return eth + bytes(ip) + udp + bytes(size - 42)
+
+
+def add_test_traffic(bess, manager, wid, traffic):
+    """The optional in-pipeline source feeding the dispatcher, rate-limited by TRAFFIC_TC."""
+    size = int(traffic.get("pkt_size", 64))
+    src, tmpl, gen = f"{manager}_tsrc", f"{manager}_ttmpl", f"{manager}_tgen"
+    bess.create_module("Source", src, {"pkt_size": size})
+    bess.create_module("Rewrite", tmpl, {"templates": [udp_frame(size)]})
+    bess.create_module("DyssectSeqGen", gen, {"flows": int(traffic.get("flows", 1024))})
+    bess.connect_modules(src, tmpl)
+    bess.connect_modules(tmpl, gen)
+    bess.connect_modules(gen, manager + "_dispatch")
+    bess.add_tc(
+        TRAFFIC_TC,
+        policy="rate_limit",
+        wid=wid,
+        resource="packet",
+        limit={"packet": int(traffic["rate_pps"])},
+    )
+    bess.attach_task(src, parent=TRAFFIC_TC)
+
+
 def build(bess, cfg):
     manager = cfg["module"]
     cores = cfg["cores"]
@@ -75,8 +124,9 @@ def build(bess, cfg):
     bess.pause_all()
     bess.reset_all()
 
+    cpus = {int(k): int(v) for k, v in cfg.get("worker_cpus", {}).items()}
     for core in cores:
-        bess.add_worker(wid=core, core=core)
+        bess.add_worker(wid=core, core=cpus.get(core, core))
 
     for name, port in ports.items():
         arg = {"pci": port["pci"]} if "pci" in port else {"vdev": port["vdev"]}
@@ -104,10 +154,15 @@ def build(bess, cfg):
         # Worker ids of the core list are its CPU ids; the dispatcher takes the lowest free id.
         wid = min(set(range(64)) - set(cores))
         bess.add_worker(wid=wid, core=cfg["dispatcher_core"])
-        bess.create_module(
-            "DyssectDispatcher", manager + "_dispatch", {"manager": manager, "port": rx, "qid": 0}
-        )
+        # With the test source the dispatcher takes only its packets: a virtual RX port (net_null)
+        # would flood it with packets no flow owns.
+        disp_arg = {"manager": manager}
+        if not cfg.get("test_traffic"):
+            disp_arg.update({"port": rx, "qid": 0})
+        bess.create_module("DyssectDispatcher", manager + "_dispatch", disp_arg)
         bess.attach_task(manager + "_dispatch", wid=wid)
+        if cfg.get("test_traffic"):
+            add_test_traffic(bess, manager, wid, cfg["test_traffic"])
 
     for k, core in enumerate(cores):
         w_name = f"{manager}_w{k}"
