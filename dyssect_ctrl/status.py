@@ -29,7 +29,7 @@ from dyssect_ctrl.config import Config, ConfigError, load_config
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "/etc/dyssect-controller/config.yml"
+DEFAULT_CONFIG = "/etc/dyssect-controller/controller.yaml"  # where the role installs it
 
 
 # -- server side (used by the service) ----------------------------------------------------------

@@ -128,3 +128,22 @@ def test_main_json_and_unreachable(tmp_path: Path, capsys) -> None:
         server.close()
     assert main(["--socket", path]) == 1
     assert "cannot reach the controller" in capsys.readouterr().err
+
+
+def test_default_config_is_where_the_controller_role_installs_it() -> None:
+    import yaml
+
+    from dyssect_ctrl.status import DEFAULT_CONFIG
+
+    role = Path(__file__).resolve().parents[1] / "roles" / "dyssect_controller"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    tasks = yaml.safe_load((role / "tasks" / "configure.yml").read_text())
+    (dest,) = [
+        t["ansible.builtin.template"]["dest"]
+        for t in tasks
+        if t.get("ansible.builtin.template", {}).get("src") == "controller.yaml.j2"
+    ]
+    path = dest.replace(
+        "{{ dyssect_controller_config_dir }}", defaults["dyssect_controller_config_dir"]
+    )
+    assert path == DEFAULT_CONFIG
