@@ -78,10 +78,12 @@ class Daemon:
                 self.proc.wait(timeout=20)
 
 
-def start_bessd(src: Path, modules_dir: Path, log: Path) -> Daemon:
-    port = free_port()  # never 10514: build.py stops whatever listens there
+def start_bessd(src: Path, modules_dir: Path, log: Path, port: int | None = None) -> Daemon:
+    """bessd of `src` with -m 0 on 127.0.0.1:`port` (default a free one, never 10514:
+    build.py stops whatever listens there), its output appended to `log`."""
+    port = port or free_port()
     url = f"127.0.0.1:{port}"
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         proc = subprocess.Popen(
             [
                 str(src / "core" / "bessd"),
@@ -330,23 +332,27 @@ def seq_pipeline(
     flows: int,
     rate_pps: int,
     workers: list[tuple[int, int]],
+    slot_wids: list[int] | None = None,
+    random_order: bool = False,
 ) -> None:
     """Source -> SeqGen -> dispatcher -> W slots (+O) -> chains -> Queue -> SeqCheck -> Sink.
 
-    Worker 0 runs the source, the dispatcher task and the checker; slot i runs on worker i+1
-    (the manager's core list is [1..M]).
+    Worker 0 runs the source, the dispatcher task and the checker. The manager's core list is
+    `slot_wids` (default [1..M]): working slot i runs on worker slot_wids[i], offloading slot j
+    on worker slot_wids[M-1-j].
     """
     m = working + offloading
+    cores = slot_wids if slot_wids is not None else list(range(1, m + 1))
     for wid, core in workers:
         b.add_worker(wid, core)
     b.create_module(
         "DyssectShardManager",
         "dyssect",
-        {"shards": shards, "cores": list(range(1, m + 1))},  # all shards start on slot 0
+        {"shards": shards, "cores": cores},  # all shards start on slot 0
     )
     b.create_module("Source", "src", {"pkt_size": 64})
     b.create_module("Rewrite", "tmpl", {"templates": [udp_template()]})
-    b.create_module("DyssectSeqGen", "gen", {"flows": flows})
+    b.create_module("DyssectSeqGen", "gen", {"flows": flows, "random_order": random_order})
     b.create_module("DyssectDispatcher", "disp", {})
     b.connect_modules("src", "tmpl")
     b.connect_modules("tmpl", "gen")
@@ -363,11 +369,11 @@ def seq_pipeline(
     for i in range(working):
         b.create_module("DyssectWorkingCore", f"w{i}", {"slot": i})
         chain(b, f"w{i}", f"w{i}", "outq")
-        b.attach_task(f"w{i}", wid=i + 1)
+        b.attach_task(f"w{i}", wid=cores[i])
     for j in range(offloading):
         b.create_module("DyssectOffloadingCore", f"o{j}", {"slot": j})
         chain(b, f"o{j}", f"o{j}", "outq")
-        b.attach_task(f"o{j}", wid=m - j)
+        b.attach_task(f"o{j}", wid=cores[m - 1 - j])
 
 
 def seq_totals(b: Any) -> tuple[int, Any, Any]:

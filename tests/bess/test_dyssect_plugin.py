@@ -345,29 +345,17 @@ def test_run_to_completion_keeps_order_under_migrations(bess: Any) -> None:
     # older one shows up as reordering.
     shards, flows = 16, 64
     b = bess
-    b.add_worker(0, 0)
-    b.add_worker(1, 1)
-    b.create_module("DyssectShardManager", "dyssect", {"shards": shards, "cores": [0, 1]})
-    b.create_module("Source", "src", {"pkt_size": 64})
-    b.create_module("Rewrite", "tmpl", {"templates": [harness.udp_template()]})
-    b.create_module("DyssectSeqGen", "gen", {"flows": flows, "random_order": True})
-    b.create_module("DyssectDispatcher", "disp", {})
-    b.connect_modules("src", "tmpl")
-    b.connect_modules("tmpl", "gen")
-    b.connect_modules("gen", "disp")
-    b.add_tc("rl", policy="rate_limit", wid=0, resource="packet", limit={"packet": RTC_RATE})
-    b.attach_task("src", parent="rl")
-    b.attach_task("disp", wid=0)
-    b.create_module("Queue", "outq", {"size": 16384})
-    b.create_module("DyssectSeqCheck", "check", {"flows": flows})
-    b.create_module("Sink", "sink", {})
-    b.connect_modules("outq", "check")
-    b.connect_modules("check", "sink")
-    b.attach_task("outq", wid=0)
-    for i in range(2):
-        b.create_module("DyssectWorkingCore", f"w{i}", {"slot": i})
-        harness.chain(b, f"w{i}", f"w{i}", "outq")
-        b.attach_task(f"w{i}", wid=i)
+    harness.seq_pipeline(
+        b,
+        shards,
+        2,
+        0,
+        flows=flows,
+        rate_pps=RTC_RATE,
+        workers=[(0, 0), (1, 1)],
+        slot_wids=[0, 1],
+        random_order=True,
+    )
     rnd = random.Random(5)
     migrations = 0
     with harness.running(b):
