@@ -26,9 +26,7 @@ import os
 import random
 import resource
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +41,9 @@ from dyssect_ctrl.dataplane import open_dataplane
 from dyssect_ctrl.decision_log import DecisionLog
 from dyssect_ctrl.loop import ControlLoop
 from dyssect_ctrl.metrics import Metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package: the harness
+from tests.bess import harness
 
 
 def write_snapshots(path: Path, epochs: int, shards: int, cores: int, seed: int) -> None:
@@ -67,52 +68,13 @@ def write_snapshots(path: Path, epochs: int, shards: int, cores: int, seed: int)
 RATES_PPS = (20_000, 60_000, 30_000, 80_000, 10_000)  # offered load phases, 50 epochs each
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_bessd(src: Path, plugin_dir: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_bessd(src: Path, plugin_dir: Path, tmp: Path) -> tuple[harness.Daemon, Any]:
+    """A bessd of `src` with a copy of the plugin (harness.start_bessd), and a pybess client."""
     modules = tmp / "modules"
     modules.mkdir()
     shutil.copy(plugin_dir / "dyssect.so", modules / "dyssect.so")
-    url = f"127.0.0.1:{free_port()}"
-    log = (tmp / "bessd.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(src / "core" / "bessd"),
-            "-f",
-            "-m",
-            "0",
-            "--buffers=65536",
-            f"-i={tmp / 'bessd.pid'}",
-            f"--grpc_url={url}",
-            f"--modules={modules}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, url
-
-
-def connect_bess(src: Path, url: str, proc: subprocess.Popen[bytes]) -> Any:
-    if str(src) not in sys.path:
-        sys.path.insert(0, str(src))
-    from pybess.bess import BESS  # the BESS tree is known only at run time
-
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError("bessd exited early")
-        b = BESS()
-        try:
-            b.connect(grpc_url=url)
-            return b
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    bessd = harness.start_bessd(src, modules, tmp / "bessd.log")
+    return bessd, harness.connect(harness.import_pybess(src), bessd, timeout_s=120)
 
 
 def udp_frame() -> bytes:
@@ -203,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="dyssect-bench-loop-"))
     core_list = list(range(2, 2 + args.cores))
-    proc = None
+    bessd: harness.Daemon | None = None
     rate_stop = threading.Event()
     model: dict[str, Any] = {}
     if args.bessd:
         src = Path(args.bessd)
-        proc, url = start_bessd(src, Path(args.plugin_dir), tmp)
-        b = connect_bess(src, url, proc)
+        bessd, b = start_bessd(src, Path(args.plugin_dir), tmp)
+        url = bessd.url
         build_pipeline(b, args.shards, args.cores)
         threading.Thread(
             target=vary_rate, args=(b, rate_stop, 50 * args.short_ms / 1000), daemon=True
@@ -260,13 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         loop.close()
         decisions.close()
         rate_stop.set()
-        if proc is not None:
-            proc.terminate()  # the bessd this script started, by PID
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(20)
+        if bessd is not None:
+            bessd.stop()  # the bessd this script started, by PID
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
     every = [x * 1e3 for x in loop.latencies]

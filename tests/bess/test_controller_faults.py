@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 import threading
 import time
@@ -127,48 +126,19 @@ def test_sigkilled_controller_adopts_the_running_plan_and_loses_nothing(
     assert sent == check.received
 
 
-def _start_bessd(bess_tree: Path, modules: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    # As harness.start_bessd, on a port of our choosing (the restart must reuse it).
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [
-                str(bess_tree / "core" / "bessd"),
-                "-f",
-                "-m",
-                "0",
-                "--buffers=65536",
-                f"-i={log}.pid",  # own pid file: other bessd instances may run on the machine
-                f"--grpc_url=127.0.0.1:{port}",
-                f"--modules={modules}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(20)
-
-
 def test_bessd_restart_reconnects_within_two_epochs_and_reapplies(
     bess_tree: Path, plugin: Path, tmp_path: Path
 ) -> None:
-    port = harness.free_port()
+    port = harness.free_port()  # the restart must reuse it
     url = f"127.0.0.1:{port}"
     log = Path(tempfile.mkstemp(prefix="dyssect-bessd-restart-", suffix=".log")[1])
     bess_cls = harness.import_pybess(bess_tree)
-    proc = _start_bessd(bess_tree, plugin.parent, port, log)
+    bessd = harness.start_bessd(bess_tree, plugin.parent, log, port)
     stop = threading.Event()
     runner: threading.Thread | None = None
     b: Any = None
     try:
-        b = harness.connect(bess_cls, harness.Daemon(proc, url, log))
+        b = harness.connect(bess_cls, bessd)
         harness.seq_pipeline(b, SHARDS, 2, 1, flows=64, rate_pps=5000, workers=WORKERS)
         b.resume_all()
         harness.apply_plan(b, START_PLAN)
@@ -182,10 +152,10 @@ def test_bessd_restart_reconnects_within_two_epochs_and_reapplies(
         assert ours is not None and ours.working == 2
         # bessd goes away (by PID, the one this test started) and comes back empty.
         b.disconnect()
-        _stop(proc)
+        bessd.stop()
         assert harness.wait_until(lambda: not loop.connected, 5)
-        proc = _start_bessd(bess_tree, plugin.parent, port, log)
-        b = harness.connect(bess_cls, harness.Daemon(proc, url, log))
+        bessd = harness.start_bessd(bess_tree, plugin.parent, log, port)
+        b = harness.connect(bess_cls, bessd)
         harness.seq_pipeline(b, SHARDS, 2, 1, flows=64, rate_pps=5000, workers=WORKERS)
         epoch_at_pipeline = loop.loop_epoch
         b.resume_all()
@@ -206,7 +176,7 @@ def test_bessd_restart_reconnects_within_two_epochs_and_reapplies(
             runner.join(10)
         if b is not None:
             b.disconnect()
-        _stop(proc)
+        bessd.stop()
 
 
 def test_pipeline_rebuilt_under_the_controller_gets_its_plan_back(
