@@ -10,10 +10,8 @@ from typing import Any
 
 from tests.bess.harness import parse
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location(
-    "dyssect_pipeline", ROOT / "roles" / "dyssect" / "files" / "dyssect-pipeline.py"
-)
+LOADER = Path(__file__).resolve().parents[1] / "roles" / "dyssect" / "files" / "dyssect-pipeline.py"
+SPEC = importlib.util.spec_from_file_location("dyssect_pipeline", LOADER)
 assert SPEC is not None and SPEC.loader is not None
 pipeline = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pipeline)
@@ -36,6 +34,7 @@ class Recorder:
 
 
 def config(**extra: Any) -> dict[str, Any]:
+    """A pipeline.json as the dyssect role renders it (without the loader's connection keys)."""
     cfg: dict[str, Any] = {
         "module": "dyssect",
         "shards": 16,

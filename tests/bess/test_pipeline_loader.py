@@ -16,13 +16,13 @@ import pytest
 from dyssect_ctrl.experiment.load import main as load_main
 from tests.bess import harness
 from tests.replay_helpers import write_config
+from tests.test_dyssect_pipeline import LOADER
+from tests.test_dyssect_pipeline import config as pipeline_config
 
 pytestmark = [
     pytest.mark.bess,
     pytest.mark.skipif(harness.bess_src() is None, reason=harness.SKIP_REASON),
 ]
-
-LOADER = Path(__file__).resolve().parents[2] / "roles" / "dyssect" / "files" / "dyssect-pipeline.py"
 
 
 def _window(b: Any, seconds: float) -> Any:
@@ -39,32 +39,19 @@ def _window_packets(b: Any, seconds: float) -> int:
 def test_loader_builds_the_pipeline_and_its_test_traffic_reaches_the_shards(
     bess: Any, daemon: harness.Daemon, bess_tree: Path, tmp_path: Path, capsys
 ) -> None:
-    cfg = {
-        "pybess_path": str(bess_tree),
-        "grpc_url": daemon.url,
-        "timeout_s": 30,
-        "module": "dyssect",
-        "shards": 16,
-        "cores": [1, 2],
-        "dispatcher_core": 0,
-        "working": 1,
-        "window_s": 0.1,
-        "flow_table_size": 4096,
-        "flow_idle_timeout_ms": 10000,
-        "steering": "auto",
-        "dpdk_port": None,
-        "drop_non_flow": False,
-        "ports": [{"name": "port0", "vdev": "net_null0"}],
-        "rx_port": "port0",
-        "tx_port": "port0",
-        "chain": [
+    cfg = pipeline_config(
+        pybess_path=str(bess_tree),
+        grpc_url=daemon.url,
+        timeout_s=30,
+        cores=[1, 2],
+        chain=[
             {"kind": "nat", "ext_addrs": ["192.0.2.1"]},
             {"kind": "cpu", "cost_per_byte": 0.0},
             {"kind": "macswap"},
         ],
-        "worker_cpus": {"2": 0},
-        "test_traffic": {"rate_pps": 2000, "flows": 256},
-    }
+        worker_cpus={"2": 0},
+        test_traffic={"rate_pps": 2000, "flows": 256},
+    )
     path = tmp_path / "pipeline.json"
     path.write_text(json.dumps(cfg))
     done = subprocess.run(
