@@ -52,6 +52,14 @@ int main() {
            (static_cast<double>(kRounds) * kPkts);
   };
 
+  // The NAT rewrites in place: each packet is parsed from a copy, so every round sees the
+  // original flows (the same copy in both variants). Returns its length, 0 if unparsable.
+  auto copy_and_parse = [&](uint32_t i, uint8_t* buf, ParsedPacket* pp) -> uint32_t {
+    const std::vector<uint8_t>& orig = pkts[i];
+    std::memcpy(buf, orig.data(), orig.size());
+    const uint32_t n = static_cast<uint32_t>(orig.size());
+    return ParsePacket(buf, n, pp) == ParseStatus::kOk ? n : 0;
+  };
   // Plain: parse + one flow table + NAT.
   auto plain = [&]() {
     double plain_ns;
@@ -63,21 +71,12 @@ int main() {
     FlowTable table(kFlows * 2);
     plain_ns = time_it([&](uint32_t r, uint32_t i) {
       ParsedPacket pp;
-      // The NAT rewrites in place: work on a copy so every round sees the
-      // original flows (same copy cost in both variants).
       uint8_t buf[128];
-      const std::vector<uint8_t>& orig = pkts[i];
-      std::memcpy(buf, orig.data(), orig.size());
-      struct {
-        uint8_t* d;
-        size_t n;
-        uint8_t* data() { return d; }
-        size_t size() const { return n; }
-      } p{buf, orig.size()};
-      if (ParsePacket(p.data(), static_cast<uint32_t>(p.size()), &pp) != ParseStatus::kOk) return;
+      const uint32_t len = copy_and_parse(i, buf, &pp);
+      if (len == 0) return;
       bool ins;
       FlowEntry* f = table.FindOrInsert(pp.key, 0, r, &ins);
-      nat.Process(p.data(), pp, f, 0);
+      nat.Process(buf, pp, f, 0);
     });
     return plain_ns;
   };
@@ -104,24 +103,15 @@ int main() {
       if ((i & 31) == 0) batch++;
       if (i == 0 && r % 10 == 9) set.AdvanceWindow();  // re-rank every 10 rounds
       ParsedPacket pp;
-      // The NAT rewrites in place: work on a copy so every round sees the
-      // original flows (same copy cost in both variants).
       uint8_t buf[128];
-      const std::vector<uint8_t>& orig = pkts[i];
-      std::memcpy(buf, orig.data(), orig.size());
-      struct {
-        uint8_t* d;
-        size_t n;
-        uint8_t* data() { return d; }
-        size_t size() const { return n; }
-      } p{buf, orig.size()};
-      if (ParsePacket(p.data(), static_cast<uint32_t>(p.size()), &pp) != ParseStatus::kOk) return;
+      const uint32_t len = copy_and_parse(i, buf, &pp);
+      if (len == 0) return;
       const uint32_t h = sw_hash ? hasher.HashFlow(pp.key) : nic_hash[i];
       Shard& s = set.ForHash(h);
       if (RouteIngress(s, 0) != Ingress::kProcess) return;
       FlowEntry* f;
-      const Path path = Classify(set, s, pp.key, h, static_cast<uint32_t>(p.size()), r, batch, 0, &f);
-      nat.Process(p.data(), pp, f, 0);
+      const Path path = Classify(set, s, pp.key, h, len, r, batch, 0, &f);
+      nat.Process(buf, pp, f, 0);
       if (path == Path::kOffload) {  // no offloading core here: finish at once
         offloaded++;
         FinishOffloaded(OffloadItem{nullptr, f, &s});
