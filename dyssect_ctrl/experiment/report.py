@@ -29,7 +29,8 @@ import jmespath
 EXIT_OK = 0
 EXIT_ERROR = 1
 
-Q_ANSWERED = jmespath.compile("[?!error]")
+# Answered samples taken while a plan was in force: the ones with figures to report.
+Q_PLANNED = jmespath.compile("[?!error && working != null]")
 Q_UNANSWERED = jmespath.compile("length([?error])")
 Q_MIGRATIONS = jmespath.compile("sum([].migrations)")
 Q_FALLBACKS = jmespath.compile("[?fallback].fallback")
@@ -71,7 +72,7 @@ def _core_seconds(ts: list[float], cores: list[int]) -> float:
 
 
 def summarize(samples: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [s for s in Q_ANSWERED.search(samples) if s.get("working") is not None]
+    ok = Q_PLANNED.search(samples)
     if not ok:
         raise ReportError("no answered sample with a plan: nothing to report")
     ts = [float(s["t"]) for s in ok]
@@ -122,7 +123,7 @@ def plot(
     matplotlib.use("Agg")  # files only; no display on a server
     import matplotlib.pyplot as plt
 
-    ok = [s for s in Q_ANSWERED.search(samples) if s.get("working") is not None]
+    ok = Q_PLANNED.search(samples)
     t0 = float(ok[0]["t"])
     ts = [float(s["t"]) - t0 for s in ok]
     fig, (top, bottom) = plt.subplots(
