@@ -23,6 +23,8 @@
 namespace dyssect {
 
 constexpr uint32_t kRssKeyLen = 40;
+// The shard is the low bits of the hash; the dispatcher keeps 16 of them.
+constexpr uint32_t kMaxShards = 65536;
 
 // Microsoft's verification key; also DPDK's default (testpmd, many PMDs).
 inline constexpr uint8_t kDefaultRssKey[kRssKeyLen] = {
@@ -53,14 +55,18 @@ inline uint32_t ToeplitzHashRef(const uint8_t* key, uint32_t key_len, const uint
 }
 
 // Table-driven Toeplitz for the IPv4 inputs used by RSS (8 or 12 bytes).
-// Construction precomputes 12 x 256 words (12 KiB); hashing is 8 or 12
-// lookups. Not thread-safe to re-key while hashing; build once at init.
-class ToeplitzHasher {
+// Construction precomputes 12 x 256 entries; hashing is 8 or 12 lookups. Not
+// thread-safe to re-key while hashing; build once at init. Word is the table
+// entry: uint32_t gives the whole hash (12 KiB of tables); uint16_t its low 16
+// bits (6 KiB), all a shard needs (S <= kMaxShards), for the software
+// dispatcher, whose tables share the L1 cache with the packets it steers.
+template <typename Word>
+class BasicToeplitz {
  public:
   static constexpr uint32_t kMaxInput = 12;
 
-  ToeplitzHasher() { SetKey(kDefaultRssKey, kRssKeyLen); }
-  ToeplitzHasher(const uint8_t* key, uint32_t key_len) { SetKey(key, key_len); }
+  BasicToeplitz() { SetKey(kDefaultRssKey, kRssKeyLen); }
+  BasicToeplitz(const uint8_t* key, uint32_t key_len) { SetKey(key, key_len); }
 
   // key_len must be >= 16 (12 input bytes + 4); RSS keys are 40 (or 52) bytes.
   // Returns false (and keeps the previous key) if too short.
@@ -79,7 +85,7 @@ class ToeplitzHasher {
             h ^= static_cast<uint32_t>(w >> (8 - shift));
           }
         }
-        table_[pos][v] = h;
+        table_[pos][v] = static_cast<Word>(h);
       }
     }
     return true;
@@ -96,12 +102,12 @@ class ToeplitzHasher {
   // bytes are taken from the words in registers (no byte-array round trip:
   // byte stores followed by loads stall store forwarding).
   uint32_t HashIpv4(uint32_t src_ip, uint32_t dst_ip) const {
-    return Word(0, src_ip) ^ Word(4, dst_ip);
+    return Of(0, src_ip) ^ Of(4, dst_ip);
   }
 
   // RSS "IPv4 + TCP/UDP" hash type: src addr, dst addr, src port, dst port.
   uint32_t HashIpv4L4(uint32_t src_ip, uint32_t dst_ip, uint16_t sport, uint16_t dport) const {
-    return Word(0, src_ip) ^ Word(4, dst_ip) ^ Word(8, (static_cast<uint32_t>(sport) << 16) | dport);
+    return Of(0, src_ip) ^ Of(4, dst_ip) ^ Of(8, (static_cast<uint32_t>(sport) << 16) | dport);
   }
 
   // What a NIC configured for IPv4|TCP|UDP RSS computes for this flow: the
@@ -114,13 +120,16 @@ class ToeplitzHasher {
 
  private:
   // Contribution of the big-endian word v at input byte positions pos..pos+3.
-  uint32_t Word(uint32_t pos, uint32_t v) const {
+  uint32_t Of(uint32_t pos, uint32_t v) const {
     return table_[pos][v >> 24] ^ table_[pos + 1][(v >> 16) & 0xFF] ^
            table_[pos + 2][(v >> 8) & 0xFF] ^ table_[pos + 3][v & 0xFF];
   }
 
-  uint32_t table_[kMaxInput][256];
+  Word table_[kMaxInput][256];
 };
+
+using ToeplitzHasher = BasicToeplitz<uint32_t>;
+using ToeplitzLow16 = BasicToeplitz<uint16_t>;
 
 inline uint32_t ShardOf(uint32_t rss_hash, uint32_t num_shards) {
   return rss_hash & (num_shards - 1);  // num_shards is a power of two (CheckShardConfig)
@@ -130,6 +139,7 @@ inline uint32_t ShardOf(uint32_t rss_hash, uint32_t num_shards) {
 // Returns nullptr when valid, else a static message.
 inline const char* CheckShardConfig(uint32_t num_shards, uint32_t reta_size) {
   if (!IsPowerOfTwo(num_shards)) return "number of shards must be a power of two";
+  if (num_shards > kMaxShards) return "number of shards must be at most 65536";
   if (reta_size != 0) {
     if (!IsPowerOfTwo(reta_size)) return "RETA size must be a power of two";
     if (reta_size % num_shards != 0)

@@ -44,6 +44,9 @@ constexpr uint64_t kHwFenceGraceNs = 50 * 1000;
 
 // Idle-flow expiry: one shard, 64 entries, every 100 us per working core.
 constexpr uint64_t kExpireEveryNs = 100 * 1000;
+// Granule of a flow's last_seen (2^20 ns, about 1 ms): flows expire at most
+// that much early, against idle timeouts of seconds.
+constexpr uint64_t kSeenGranuleMask = (1ull << 20) - 1;
 
 uint32_t RssHashOf(const bess::Packet *pkt, bool *valid) {
   const rte_mbuf *m = reinterpret_cast<const rte_mbuf *>(pkt);
@@ -552,7 +555,7 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
   const uint32_t mask = mgr_->num_shards - 1;
   // Locals: the scratchpad stores below may alias anything, so members read
   // through `this` would be reloaded for every packet.
-  const dyssect::ToeplitzHasher &hasher = mgr_->hasher;
+  const dyssect::ToeplitzLow16 &hasher = mgr_->shard_hasher;
   const uint16_t *steer = steer_.data();
   const bool drop_non_flow = mgr_->drop_non_flow;
   CounterBlock::Bump(cnt_.in, cnt);
@@ -761,13 +764,6 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
   dyssect::ShardSet &set = mgr_->shards;
   const uint32_t mask = mgr_->num_shards - 1;
   const bool to_backlog = from_handoff || !backlog_->Empty();
-  auto local = [&](bess::Packet *p) {
-    if (to_backlog) {
-      backlog_->Enqueue(p);  // sized for a full hand-off buffer plus a burst
-    } else {
-      batch->add(p);
-    }
-  };
   // Software steering: the dispatcher already parsed and hashed every
   // packet, so the flow-table lookups of the whole batch can be prefetched
   // (index slots, then entries) before the first one is needed.
@@ -824,14 +820,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       c->magic = kCtxParsed;  // a buffered packet keeps its parse and hash
     }
     if (st != ParseStatus::kOk) {
-      c->magic = kCtxMagic;
-      c->flow = nullptr;
-      if (mgr_->drop_non_flow) {
-        CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
-        DropPacket(ctx, pkt);
-      } else {
-        local(pkt);  // passes through the chain untouched by the NFs
-      }
+      PassNonFlow(ctx, pkt, batch, to_backlog);
       continue;
     }
     const uint32_t s = h & mask;
@@ -849,32 +838,113 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
         continue;
       }
     }
-    c->magic = kCtxMagic;
-    c->flow = nullptr;
-    const uint64_t ranked = sh.ranked_epoch;
-    FlowEntry *f = nullptr;
     const uint64_t key_hash =
         (prefetched & (1ull << i)) ? kh[i] : dyssect::FlowKeyHash(c->pp.key);
-    const Path path = dyssect::ClassifyHashed(set, sh, c->pp.key, key_hash, h, pkt->total_len(),
-                                              now_ns_, batch_id_, static_cast<uint16_t>(slot_), &f);
-    if (sh.ranked_epoch != ranked) {
-      PublishTop(s);
-      CounterBlock::Bump(cnt_.reclassified);
-    }
-    c->flow = f;
-    c->shard = s;
-    if (path == Path::kDrop) {
-      DropPacket(ctx, pkt);
-    } else if (path == Path::kOffload) {
-      off_[off_n_++] = dyssect::OffloadItem{pkt, f, &sh};
-      if (off_n_ == bess::PacketBatch::kMaxBurst) {
-        Flush(ctx);
-      }
+    ClassifyOwnedPacket(ctx, pkt, sh, s, key_hash, batch, to_backlog);
+  }
+  Flush(ctx);
+}
+
+// A packet without a flow (not IPv4 TCP/UDP, fragment, truncated): through the
+// chain untouched by the NFs, or dropped (counted) with drop_non_flow.
+void DyssectWorkingCore::PassNonFlow(Context *ctx, bess::Packet *pkt, bess::PacketBatch *batch,
+                                     bool to_backlog) {
+  PacketCtx *c = Ctx(pkt);
+  c->magic = kCtxMagic;
+  c->flow = nullptr;
+  if (mgr_->drop_non_flow) {
+    CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
+    DropPacket(ctx, pkt);
+  } else if (to_backlog) {
+    backlog_->Enqueue(pkt);  // sized for a full hand-off buffer plus a burst
+  } else {
+    batch->add(pkt);
+  }
+}
+
+// A packet of shard s, which this core owns: its flow (found or created,
+// counted), then its path: the output batch (or, behind a hand-off backlog,
+// the backlog), the offload ring, or a counted drop.
+void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Shard &sh,
+                                             uint32_t s, uint64_t key_hash,
+                                             bess::PacketBatch *batch, bool to_backlog) {
+  PacketCtx *c = Ctx(pkt);
+  c->magic = kCtxMagic;
+  c->flow = nullptr;
+  const uint64_t ranked = sh.ranked_epoch;
+  FlowEntry *f = nullptr;
+  // last_seen on a ~1 ms clock: most packets then leave it as it is, so the
+  // entry is written once per flow per millisecond instead of per packet.
+  const uint64_t seen_ns = now_ns_ & ~kSeenGranuleMask;
+  const Path path =
+      dyssect::ClassifyHashed(mgr_->shards, sh, c->pp.key, key_hash, c->hash, pkt->total_len(),
+                              seen_ns, batch_id_, static_cast<uint16_t>(slot_), &f);
+  if (sh.ranked_epoch != ranked) {
+    PublishTop(s);
+    CounterBlock::Bump(cnt_.reclassified);
+  }
+  c->flow = f;
+  c->shard = s;
+  if (DYSSECT_LIKELY(path == Path::kLocal)) {
+    if (to_backlog) {
+      backlog_->Enqueue(pkt);
     } else {
-      local(pkt);
+      batch->add(pkt);
+    }
+  } else if (path == Path::kOffload) {
+    off_[off_n_++] = dyssect::OffloadItem{pkt, f, &sh};
+    if (off_n_ == bess::PacketBatch::kMaxBurst) {
+      Flush(ctx);
+    }
+  } else {
+    DropPacket(ctx, pkt);
+  }
+}
+
+// The run-to-completion burst (see RunToCompletion): every packet was parsed
+// and hashed by the dispatcher and no fence travels with it. When every
+// packet's shard is owned by this core (and not released, which only this
+// core can do, at its next RunTask), the per-packet routing of Classify has
+// nothing to decide: one ownership check per packet while the table lines are
+// fetched, then the lookups. Returns false, having changed nothing, when a
+// packet needs the general path (its shard is being taken over by this core,
+// or it reached a core that does not own it).
+bool DyssectWorkingCore::ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt,
+                                       bess::PacketBatch *batch) {
+  dyssect::ShardSet &set = mgr_->shards;
+  const uint32_t mask = mgr_->num_shards - 1;
+  Shard *shard_of[bess::PacketBatch::kMaxBurst];
+  uint64_t kh[bess::PacketBatch::kMaxBurst];
+  for (uint32_t i = 0; i < cnt; i++) {
+    const PacketCtx *c = Ctx(pkts[i]);
+    if (c->status != static_cast<uint8_t>(ParseStatus::kOk)) {
+      shard_of[i] = nullptr;
+      continue;
+    }
+    Shard &sh = set[c->hash & mask];
+    const Ownership o = sh.ownership();
+    if (DYSSECT_UNLIKELY(o.owner != slot_ || o.phase == ShardPhase::kReleased)) {
+      return false;
+    }
+    shard_of[i] = &sh;
+    kh[i] = dyssect::FlowKeyHash(c->pp.key);
+    sh.table.PrefetchIndex(kh[i]);
+  }
+  for (uint32_t i = 0; i < cnt; i++) {
+    if (shard_of[i] != nullptr) {
+      shard_of[i]->table.PrefetchEntry(kh[i]);
+    }
+  }
+  for (uint32_t i = 0; i < cnt; i++) {
+    if (shard_of[i] == nullptr) {
+      PassNonFlow(ctx, pkts[i], batch, false);
+    } else {
+      ClassifyOwnedPacket(ctx, pkts[i], *shard_of[i], Ctx(pkts[i])->hash & mask, kh[i], batch,
+                          false);
     }
   }
   Flush(ctx);
+  return true;
 }
 
 // Enqueues the offload batch in order; what does not fit is dropped (counted).
@@ -1022,7 +1092,9 @@ bool DyssectWorkingCore::RunToCompletion(Context *ctx, bess::Packet **pkts, uint
   now_ns_ = ctx->current_ns;
   batch_id_++;
   batch->clear();
-  Classify(ctx, pkts, cnt, batch, false);  // no fence: fences travel only in the ring
+  if (!ClassifyOwned(ctx, pkts, cnt, batch)) {
+    Classify(ctx, pkts, cnt, batch, false);  // no fence: fences travel only in the ring
+  }
   RunNextModule(ctx, batch);
   return true;
 }

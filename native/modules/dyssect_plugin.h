@@ -152,6 +152,7 @@ class DyssectShardManager final : public Module {
   std::atomic<uint64_t> idle_timeout_ns{10ull * 1000 * 1000 * 1000};
   dyssect::NfRegistry nf;
   dyssect::ToeplitzHasher hasher;
+  dyssect::ToeplitzLow16 shard_hasher;  // the software dispatcher's: the shard needs 16 bits
   uint32_t flow_capacity = 0;
   // top flow shares published by each shard's processor after ranking
   struct alignas(64) TopShares {
@@ -239,6 +240,10 @@ class DyssectWorkingCore final : public Module {
   void MigrationWork(Context *ctx, bess::PacketBatch *batch);
   void Classify(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch,
                 bool from_handoff);
+  bool ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch);
+  void ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, dyssect::Shard &sh, uint32_t s,
+                           uint64_t key_hash, bess::PacketBatch *batch, bool to_backlog);
+  void PassNonFlow(Context *ctx, bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
   void Flush(Context *ctx);
 
   DyssectShardManager *mgr_ = nullptr;

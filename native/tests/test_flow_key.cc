@@ -89,7 +89,33 @@ TEST(toeplitz_custom_key_matches_reference) {
   CHECK(!hs.SetKey(sym, 8));
 }
 
+TEST(toeplitz_low16_is_the_low_half_of_the_hash) {
+  // The dispatcher's 16-bit tables: the same shard as the full hash (and the
+  // NIC), for the published vectors, other protocols and random keys.
+  ToeplitzLow16 low;
+  ToeplitzHasher full;
+  for (const RssVector& v : kVectors) {
+    for (uint8_t proto : {kProtoTcp, kProtoUdp, static_cast<uint8_t>(47)}) {
+      const FlowKey k = MakeFlowKey(Ip(v.src), Ip(v.dst), v.sport, v.dport, proto);
+      CHECK_EQ(low.HashFlow(k), full.HashFlow(k) & 0xFFFF);
+    }
+  }
+  std::mt19937 rng(11);
+  for (int k = 0; k < 5; k++) {
+    uint8_t key[kRssKeyLen];
+    for (auto& b : key) b = static_cast<uint8_t>(rng());
+    ToeplitzLow16 lk(key, kRssKeyLen);
+    for (int i = 0; i < 500; i++) {
+      uint8_t in[12];
+      for (auto& b : in) b = static_cast<uint8_t>(rng());
+      CHECK_EQ(lk.Hash(in, 12), ToeplitzHashRef(key, kRssKeyLen, in, 12) & 0xFFFF);
+    }
+  }
+}
+
 TEST(shard_config_and_reta) {
+  CHECK(CheckShardConfig(kMaxShards, 0) == nullptr);
+  CHECK(CheckShardConfig(2 * kMaxShards, 0) != nullptr);  // more than 16 hash bits
   CHECK(CheckShardConfig(16, 512) == nullptr);
   CHECK(CheckShardConfig(16, 0) == nullptr);
   CHECK(CheckShardConfig(12, 512) != nullptr);   // not a power of two
