@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """Dyssect data-plane benchmark, in one bessd on virtual devices (no NIC, no hugepages).
 
-1. Rate: the same chain (DyssectNAT -> DyssectCpuNF(cost 0) -> DyssectEgress -> Sink) fed by a
-   BESS Source (64-byte UDP, 1024 flows), on ONE worker, once with the Dyssect bookkeeping
-   (software dispatcher -> working core: shards, ownership, stats, ranking, migration checks)
-   and once without (DyssectPlainClassifier: the same flow-table lookup, nothing else).
-   Prints both packet rates and their ratio (target >= 0.90). The Dyssect chain runs as
-   deployed on one worker: the dispatcher hands each burst straight to the working core (run
-   to completion); for comparison (not the headline) the same chain is also measured with the
-   hand-off forced through the RX ring (`ring_only`: dispatcher and working core as two tasks).
-   Rounds alternate to spread the noise of a shared machine; the medians are compared.
+1. Rate: the same chain (DyssectNAT -> DyssectCpuNF(cost 0) -> DyssectEgress) on ONE worker,
+   once with the Dyssect bookkeeping (software dispatcher -> working core: shards, ownership,
+   stats, ranking, migration checks) and once without (DyssectPlainClassifier: the same
+   flow-table lookup, nothing else). Packets (64-byte UDP, 1024 flows) come from a DPDK
+   virtual device (the null PMD, filled by Rewrite) and leave through another, or, with
+   `--feed source`, from BESS's in-memory Source into a Sink (no device cost at all: the
+   harshest comparison). Prints both packet rates and their ratio (target >= 0.90). The
+   Dyssect chain runs as deployed on one worker: the dispatcher hands each burst straight to
+   the working core (run to completion); for comparison (not the headline) the same chain is
+   also measured with the hand-off forced through the RX ring (`ring_only`: dispatcher and
+   working core as two tasks). Rounds alternate to spread the noise of a shared machine; the
+   medians are compared.
 2. Migrations: two working cores at a steady offered load, N shard migrations driven through
    apply_plan; prints packets lost (sent - received) and reordered (per-flow sequence check in
    bessd), target 0 and 0.
 
 Usage: DYSSECT_BESS_SRC=/path/to/bess python3 native/bench/dataplane_bench.py [--seconds 2]
-       [--rounds 3] [--migrations 1000] [--rate 50000] [--order both] [--no-ring]
+       [--rounds 3] [--migrations 1000] [--rate 50000] [--order both] [--feed both]
+       [--no-ring]
 """
 
 from __future__ import annotations
@@ -44,17 +48,27 @@ RX_RING = 512
 PLAIN, DYSSECT, DYSSECT_RING = "plain", "dyssect", "dyssect_ring"
 
 
-def rate_pipeline(b: Any, mode: str, random_order: bool = False) -> None:
+def rate_pipeline(b: Any, mode: str, random_order: bool = False, feed: str = "null") -> None:
     b.add_worker(0, 0)
     # A short software RX ring, like a NIC RX ring: with a deep one the unthrottled source
     # runs thousands of packets ahead and the working core finds them out of cache.
     b.create_module(
         "DyssectShardManager", "dyssect", {"shards": 16, "cores": [0], "rx_ring": RX_RING}
     )
-    b.create_module("Source", "src", {"pkt_size": 64})
+    if feed == "null":
+        # A virtual device as the NIC, in and out: DPDK's null PMD, whose RX hands out
+        # 64-byte mbufs (Rewrite fills them) and whose TX frees them.
+        b.create_port("PMDPort", "null_in", {"vdev": "net_null0,size=64", "num_inc_q": 1})
+        b.create_port("PMDPort", "null_out", {"vdev": "net_null1,size=64", "num_out_q": 1})
+        b.create_module("PortInc", "src", {"port": "null_in"})
+    else:
+        b.create_module("Source", "src", {"pkt_size": 64})
     b.create_module("Rewrite", "tmpl", {"templates": [harness.udp_template()]})
     b.create_module("DyssectSeqGen", "gen", {"flows": 1024, "random_order": random_order})
-    b.create_module("Sink", "sink", {})
+    if feed == "null":
+        b.create_module("PortOut", "sink", {"port": "null_out"})
+    else:
+        b.create_module("Sink", "sink", {})
     b.connect_modules("src", "tmpl")
     b.connect_modules("tmpl", "gen")
     b.attach_task("src", wid=0)
@@ -78,14 +92,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure_rate(
-    b: Any, pid: int, mode: str, seconds: float, random_order: bool = False
+    b: Any, pid: int, mode: str, seconds: float, random_order: bool = False, feed: str = "null"
 ) -> tuple[float, float, dict[str, int], float]:
     """Packets per wall-clock second and per CPU-second of bessd (the machine is shared:
     the worker does not always get a whole CPU, so the CPU-normalised rate is the fair one),
     the drops and the share of packets handed over run to completion."""
     b.pause_all()
     b.reset_all()
-    rate_pipeline(b, mode, random_order)
+    rate_pipeline(b, mode, random_order, feed)
     b.resume_all()
     time.sleep(0.5)  # warm-up
     s0 = harness.get_stats(b)
@@ -167,9 +181,15 @@ def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
 
 
 ORDERS = {"sequential": ["sequential"], "random": ["random"], "both": ["sequential", "random"]}
+FEEDS = {
+    "null": "virtual device (net_null PMD) in and out",
+    "source": "in-memory Source and Sink, no device",
+}
 
 
-def rate_rounds(b: Any, pid: int, rounds: int, seconds: float, order: str, ring: bool) -> float:
+def rate_rounds(
+    b: Any, pid: int, rounds: int, seconds: float, order: str, ring: bool, feed: str
+) -> float:
     """Alternating plain/Dyssect(/ring) rounds; prints the rounds and the medians, returns the
     per-CPU-second ratio of the medians (Dyssect as deployed over plain)."""
     random_order = order == "random"
@@ -180,7 +200,7 @@ def rate_rounds(b: Any, pid: int, rounds: int, seconds: float, order: str, ring:
     for i in range(rounds):
         parts = []
         for mode in modes:
-            w, c, d, f = measure_rate(b, pid, mode, seconds, random_order)
+            w, c, d, f = measure_rate(b, pid, mode, seconds, random_order, feed)
             wall[mode].append(w)
             cpu[mode].append(c)
             inl[mode].append(f)
@@ -190,7 +210,7 @@ def rate_rounds(b: Any, pid: int, rounds: int, seconds: float, order: str, ring:
                 + f", drops {d})"
             )
         print(
-            f"[{order}] round {i + 1}: "
+            f"[{FEEDS[feed]}, {order}] round {i + 1}: "
             + "  ".join(parts)
             + f"  ratio {wall[DYSSECT][-1] / wall[PLAIN][-1]:.3f}"
             f" (per CPU-s {cpu[DYSSECT][-1] / cpu[PLAIN][-1]:.3f})",
@@ -199,7 +219,7 @@ def rate_rounds(b: Any, pid: int, rounds: int, seconds: float, order: str, ring:
     med_w = {m: statistics.median(v) for m, v in wall.items()}
     med_c = {m: statistics.median(v) for m, v in cpu.items()}
     print(
-        f"== rate, one worker, NAT -> CPU NF (cost 0), 64 B UDP, 1024 flows, "
+        f"== rate, one worker, {FEEDS[feed]}, NAT -> CPU NF (cost 0), 64 B UDP, 1024 flows, "
         f"flows in {order} order =="
     )
     labels = {
@@ -239,6 +259,13 @@ def main() -> int:
         help="flow order of the offered packets: round robin (sequential), random, or both",
     )
     ap.add_argument(
+        "--feed",
+        choices=[*FEEDS, "both"],
+        default="both",
+        help="where packets come from and go to: a DPDK virtual device (null PMD), BESS's "
+        "in-memory Source and Sink, or both",
+    )
+    ap.add_argument(
         "--no-ring",
         action="store_true",
         help="skip the forced RX-ring configuration (printed for comparison)",
@@ -255,8 +282,12 @@ def main() -> int:
         b = harness.connect(harness.import_pybess(src), daemon)
         pid = daemon.proc.pid
         ratios: list[float] = []
-        for order in ORDERS[args.order]:
-            ratios.append(rate_rounds(b, pid, args.rounds, args.seconds, order, not args.no_ring))
+        feeds = list(FEEDS) if args.feed == "both" else [args.feed]
+        for feed in feeds:
+            for order in ORDERS[args.order]:
+                ratios.append(
+                    rate_rounds(b, pid, args.rounds, args.seconds, order, not args.no_ring, feed)
+                )
         m = run_migrations(b, args.migrations, args.rate)
         print(f"== {m['migrations']} shard migrations at {args.rate} pps offered ==")
         print(
