@@ -12,13 +12,13 @@
    the working core (run to completion); for comparison (not the headline) the same chain is
    also measured with the hand-off forced through the RX ring (`ring_only`: dispatcher and
    working core as two tasks). Rounds alternate to spread the noise of a shared machine; the
-   medians are compared.
+   medians and the best rounds are compared.
 2. Migrations: two working cores at a steady offered load, N shard migrations driven through
    apply_plan; prints packets lost (sent - received) and reordered (per-flow sequence check in
    bessd), target 0 and 0.
 
-Usage: DYSSECT_BESS_SRC=/path/to/bess python3 native/bench/dataplane_bench.py [--seconds 2]
-       [--rounds 3] [--migrations 1000] [--rate 50000] [--order both] [--feed both]
+Usage: DYSSECT_BESS_SRC=/path/to/bess python3 native/bench/dataplane_bench.py [--seconds 1]
+       [--rounds 7] [--migrations 1000] [--rate 50000] [--order both] [--feed both]
        [--no-ring]
 """
 
@@ -227,29 +227,40 @@ def rate_rounds(
         DYSSECT: "Dyssect chain (dispatcher -> working core, run to completion)",
         DYSSECT_RING: "Dyssect chain, RX-ring hand-off forced (ring_only, two tasks)",
     }
+    # Each round builds its pipeline afresh, and a pipeline's rate depends on where its
+    # tables landed in physical memory (L2 set conflicts): steady within a round, bimodal
+    # across rounds. So the best round of each chain (its rate without conflicts) is
+    # compared as well as the medians, and the target holds only if both ratios reach it.
+    best_c = {m: max(v) for m, v in cpu.items()}
     for m in modes:
         extra = f", inline share {statistics.median(inl[m]):.2f}" if m != PLAIN else ""
         print(
             f"{labels[m]}: {med_w[m] / 1e6:.3f} Mpps, "
-            f"{med_c[m] / 1e6:.3f} M packets per CPU-second (medians{extra})"
+            f"{med_c[m] / 1e6:.3f} M packets per CPU-second (medians{extra}); "
+            f"best round {best_c[m] / 1e6:.3f} M per CPU-second"
         )
     ratio_w = med_w[DYSSECT] / med_w[PLAIN]
     ratio_c = med_c[DYSSECT] / med_c[PLAIN]
-    print(f"ratio: {ratio_w:.3f} wall-clock, {ratio_c:.3f} per CPU-second (target >= 0.90)")
+    ratio_b = best_c[DYSSECT] / best_c[PLAIN]
+    print(
+        f"ratio: {ratio_w:.3f} wall-clock, {ratio_c:.3f} per CPU-second (medians), "
+        f"{ratio_b:.3f} per CPU-second (best rounds) (target >= 0.90)"
+    )
     if ring:
         print(
             f"ring hand-off ratio: {med_w[DYSSECT_RING] / med_w[PLAIN]:.3f} wall-clock, "
-            f"{med_c[DYSSECT_RING] / med_c[PLAIN]:.3f} per CPU-second (for comparison)"
+            f"{med_c[DYSSECT_RING] / med_c[PLAIN]:.3f} per CPU-second, "
+            f"{best_c[DYSSECT_RING] / best_c[PLAIN]:.3f} best rounds (for comparison)"
         )
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    return ratio_c
+    return min(ratio_c, ratio_b)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bess-src", default=None)
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--migrations", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=50000)
     ap.add_argument(
