@@ -6,7 +6,7 @@ import random
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dyssect_ctrl.bench import instance, random_current
@@ -315,6 +315,8 @@ def test_pack_search_agrees_with_the_pairing_milp(loads, w, e, sigma):
     sigma=st.sampled_from([0.4, 1.0, 2.0]),
     seed=st.integers(0, 10_000),
 )
+# Re-pointing a core into a group that only later moves make fit (the search used to skip it)
+@example(loads=[0.12, 0.12, 0.45, 0.45, 0.45, 0.8, 1.1, 0.8, 0.3, 0.8], w=4, e=2, sigma=1.0, seed=4)
 def test_exact_search_agrees_with_the_placement_milp(loads, w, e, sigma, seed):
     """The short model's exact search (iterative deepening with its prunings) against the
     placement MILP, from random current plans (optimum up to 4 migrations: the search is

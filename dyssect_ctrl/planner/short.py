@@ -580,8 +580,10 @@ def exact_search(
 
     Only for the steady state (every shard on a slot < W, every slot used, pairing valid and
     serving every offloading core), where migrations = moves + re-pointings and no shard or core
-    needs to change twice. Shards of equal load and destinations in equal state are tried once;
-    at the last level a move or re-pointing is checked directly instead of recursing.
+    needs to change twice. Shards of equal load on one core, and destinations that differ only
+    by name, are tried once; on the way a core may be left empty, or a group without members,
+    until a later action fills it; at the last level a move or re-pointing is checked directly
+    instead of recursing.
     Returns ("found", plan, k) with k proven minimal, ("none", None, ub) when nothing below ub
     exists, or ("unknown", None, k) when the deadline came first (k: every smaller count ruled
     out).
@@ -723,8 +725,43 @@ def exact_search(
         repointed[i] = not repointed[i]
         return old
 
+    def holes() -> int:
+        """Working cores left without a shard and offloading cores left serving nothing: a plan
+        may pass through them on the way (a core's last shard leaves before another comes, a
+        group's last member is re-pointed before another joins) but may not end with one."""
+        n_holes = sum(1 for i in range(w) if cnt[i] == 0)
+        if e:
+            n_holes += sum(1 for j in range(e) if members[j] == 0)
+        return n_holes
+
     def ok_now() -> bool:
-        return not violated()
+        return not violated() and holes() == 0
+
+    def fill(k: int) -> bool:
+        """Every completion fills each hole with an action of its own: branch on the first."""
+        d = next((i for i in range(w) if cnt[i] == 0), None)
+        if d is not None:
+            tried = set()
+            for s in range(n):
+                key = (size_key[s], where[s])
+                if moved[s] or key in tried:
+                    continue
+                tried.add(key)
+                back = move(s, d)
+                if dfs(k - 1):
+                    return True
+                unmove(s, back)
+            return False
+        j = next(j for j in range(e) if members[j] == 0)
+        for i in range(w):
+            if repointed[i]:
+                continue
+            old = repoint(i, j)
+            if dfs(k - 1):
+                return True
+            repoint(i, old)
+            repointed[i] = False
+        return False
 
     def tick() -> None:
         # every node and every last-level check counts: a check costs O(W), a node O(S + W)
@@ -733,22 +770,29 @@ def exact_search(
             raise _Budget
 
     def dfs(k: int) -> bool:
+        # Complete: a broken group t stays broken unless some action removes load from one of
+        # its cores that is over now (a move off it, or re-pointing it), and the actions of a
+        # plan commute, so trying every such action first loses no plan. Hence no check on an
+        # action's intermediate state: only the last action must leave every cap kept.
         tick()
         bad = violated()
-        if not bad:
+        n_holes = holes()
+        if not bad and n_holes == 0:
             return True
-        if k == 0 or need(bad, k) > k:
+        if k < max(n_holes, 1) or (bad and need(bad, k) > k):
             return False
+        if n_holes:
+            return fill(k)
         if k == 1 and len(bad) > 1:
             return False
         t = max(bad, key=excess)
         # with one action left it must remove the whole excess by itself
         last_need = excess(t) - EPS if k == 1 else -math.inf
         for i in sources(t):
-            if e and not repointed[i] and members[grp[i]] >= 2 and over(i) >= last_need:
+            if e and not repointed[i] and (k > 1 or members[grp[i]] >= 2) and over(i) >= last_need:
                 oi = over(i)
                 for j2 in range(e):
-                    if j2 == grp[i] or gsum[j2] + oi > b + EPS:
+                    if j2 == grp[i] or (k == 1 and gsum[j2] + oi > b + EPS):
                         continue
                     old = repoint(i, j2)
                     if k == 1:
@@ -757,12 +801,12 @@ def exact_search(
                         return True
                     repoint(i, old)
                     repointed[i] = False
-            if cnt[i] < 2:
+            if k == 1 and cnt[i] < 2:
                 continue
             tried = set()
             cap_i = over(i) if e else math.inf
             for s in list(by_core[i]):
-                if moved[s] or cnt[i] < 2:
+                if moved[s] or (k == 1 and cnt[i] < 2):
                     continue
                 if min(loads[s], cap_i) < last_need:
                     continue
@@ -774,7 +818,14 @@ def exact_search(
                 for d in range(w):
                     if d == i:
                         continue
-                    dk = (round(g[d], 9), round(gsum[grp[d]], 9) if e else 0.0, grp[d] == grp[i])
+                    # destinations that differ only by name: same group, same load, the same
+                    # shards still free to move, the same re-pointing left
+                    dk = (
+                        grp[d],
+                        round(g[d], 9),
+                        repointed[d],
+                        tuple(size_key[x] for x in by_core[d] if not moved[x]),
+                    )
                     if dk in seen_d:
                         continue
                     seen_d.add(dk)
