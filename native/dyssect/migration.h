@@ -89,11 +89,17 @@ enum class Ingress : uint8_t {
   kDrop,     // counted already (straggler or misrouted)
 };
 
+// Whether `core` processes the shard's packets and owns its table: it is the
+// owner and has not released it to a new owner.
+inline bool Processes(const Ownership& o, uint32_t core) {
+  return o.owner == core && o.phase != ShardPhase::kReleased;
+}
+
 // Where a packet of shard s that arrived at `core` goes.
 inline Ingress RouteIngress(Shard& s, uint32_t core) {
   const Ownership o = s.ownership();
-  if (DYSSECT_LIKELY(o.owner == core)) {
-    if (DYSSECT_LIKELY(o.phase != ShardPhase::kReleased)) return Ingress::kProcess;
+  if (DYSSECT_LIKELY(Processes(o, core))) return Ingress::kProcess;
+  if (o.owner == core) {
     s.CountDrop(kDropStraggler);
     return Ingress::kDrop;
   }

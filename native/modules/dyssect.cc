@@ -788,7 +788,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
         const Ownership o = sh.ownership();
         // only the owner may read the index (a released shard's table
         // belongs to its new owner)
-        if (o.owner == slot_ && o.phase != ShardPhase::kReleased) {
+        if (dyssect::Processes(o, slot_)) {
           sh.table.PrefetchEntry(kh[i]);
         }
       }
@@ -823,8 +823,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       PassNonFlow(ctx, pkt, batch, to_backlog);
       continue;
     }
-    const uint32_t s = h & mask;
-    Shard &sh = set[s];
+    Shard &sh = set[h & mask];
     if (!from_handoff) {
       const Ingress in = dyssect::RouteIngress(sh, slot_);
       if (in == Ingress::kBuffer) {
@@ -840,7 +839,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
     }
     const uint64_t key_hash =
         (prefetched & (1ull << i)) ? kh[i] : dyssect::FlowKeyHash(c->pp.key);
-    ClassifyOwnedPacket(ctx, pkt, sh, s, key_hash, batch, to_backlog);
+    ClassifyOwnedPacket(ctx, pkt, sh, key_hash, batch, to_backlog);
   }
   Flush(ctx);
 }
@@ -855,19 +854,27 @@ void DyssectWorkingCore::PassNonFlow(Context *ctx, bess::Packet *pkt, bess::Pack
   if (mgr_->drop_non_flow) {
     CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
     DropPacket(ctx, pkt);
-  } else if (to_backlog) {
+  } else {
+    SendLocal(pkt, batch, to_backlog);
+  }
+}
+
+// A packet that runs this core's chain: in this batch, or, behind a hand-off
+// backlog (per-flow order), at the end of the backlog.
+void DyssectWorkingCore::SendLocal(bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog) {
+  if (to_backlog) {
     backlog_->Enqueue(pkt);  // sized for a full hand-off buffer plus a burst
   } else {
     batch->add(pkt);
   }
 }
 
-// A packet of shard s, which this core owns: its flow (found or created,
-// counted), then its path: the output batch (or, behind a hand-off backlog,
-// the backlog), the offload ring, or a counted drop.
+// A packet of shard sh, which this core owns: its flow (found or created,
+// counted), then its path: this core's chain (SendLocal), the offload ring,
+// or a counted drop.
 void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Shard &sh,
-                                             uint32_t s, uint64_t key_hash,
-                                             bess::PacketBatch *batch, bool to_backlog) {
+                                             uint64_t key_hash, bess::PacketBatch *batch,
+                                             bool to_backlog) {
   PacketCtx *c = Ctx(pkt);
   c->magic = kCtxMagic;
   c->flow = nullptr;
@@ -880,17 +887,13 @@ void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Sh
       dyssect::ClassifyHashed(mgr_->shards, sh, c->pp.key, key_hash, c->hash, pkt->total_len(),
                               seen_ns, batch_id_, static_cast<uint16_t>(slot_), &f);
   if (sh.ranked_epoch != ranked) {
-    PublishTop(s);
+    PublishTop(sh.id());
     CounterBlock::Bump(cnt_.reclassified);
   }
   c->flow = f;
-  c->shard = s;
+  c->shard = sh.id();
   if (DYSSECT_LIKELY(path == Path::kLocal)) {
-    if (to_backlog) {
-      backlog_->Enqueue(pkt);
-    } else {
-      batch->add(pkt);
-    }
+    SendLocal(pkt, batch, to_backlog);
   } else if (path == Path::kOffload) {
     off_[off_n_++] = dyssect::OffloadItem{pkt, f, &sh};
     if (off_n_ == bess::PacketBatch::kMaxBurst) {
@@ -923,7 +926,7 @@ bool DyssectWorkingCore::ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32
     }
     Shard &sh = set[c->hash & mask];
     const Ownership o = sh.ownership();
-    if (DYSSECT_UNLIKELY(o.owner != slot_ || o.phase == ShardPhase::kReleased)) {
+    if (DYSSECT_UNLIKELY(!dyssect::Processes(o, slot_))) {
       return false;
     }
     shard_of[i] = &sh;
@@ -939,8 +942,7 @@ bool DyssectWorkingCore::ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32
     if (shard_of[i] == nullptr) {
       PassNonFlow(ctx, pkts[i], batch, false);
     } else {
-      ClassifyOwnedPacket(ctx, pkts[i], *shard_of[i], Ctx(pkts[i])->hash & mask, kh[i], batch,
-                          false);
+      ClassifyOwnedPacket(ctx, pkts[i], *shard_of[i], kh[i], batch, false);
     }
   }
   Flush(ctx);
@@ -1024,7 +1026,7 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
     expire_cursor_ = (expire_cursor_ + 1) & (mgr_->num_shards - 1);
     Shard &sh = mgr_->shards[s];
     const Ownership o = sh.ownership();
-    if (o.owner == slot_ && o.phase != ShardPhase::kReleased && backlog_->Empty()) {
+    if (dyssect::Processes(o, slot_) && backlog_->Empty()) {
       dyssect::ExpireShard(sh, &mgr_->nf, now_ns_,
                            mgr_->idle_timeout_ns.load(std::memory_order_relaxed), 64);
     }

@@ -241,9 +241,10 @@ class DyssectWorkingCore final : public Module {
   void Classify(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch,
                 bool from_handoff);
   bool ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch);
-  void ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, dyssect::Shard &sh, uint32_t s,
+  void ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, dyssect::Shard &sh,
                            uint64_t key_hash, bess::PacketBatch *batch, bool to_backlog);
   void PassNonFlow(Context *ctx, bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
+  void SendLocal(bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
   void Flush(Context *ctx);
 
   DyssectShardManager *mgr_ = nullptr;
