@@ -714,7 +714,7 @@ def exact_search(
             return gsum[ji] + di + dd <= b + EPS
         return gsum[ji] + di <= b + EPS and gsum[jd] + dd <= b + EPS
 
-    def repoint(i: int, j2: int) -> int:
+    def regroup(i: int, j2: int) -> int:
         old = grp[i]
         o = over(i)
         gsum[old] -= o
@@ -722,8 +722,15 @@ def exact_search(
         members[old] -= 1
         members[j2] += 1
         grp[i] = j2
-        repointed[i] = not repointed[i]
         return old
+
+    def repoint(i: int, j2: int) -> int:
+        repointed[i] = True
+        return regroup(i, j2)
+
+    def unrepoint(i: int, old: int) -> None:
+        regroup(i, old)
+        repointed[i] = False
 
     def holes() -> int:
         """Working cores left without a shard and offloading cores left serving nothing: a plan
@@ -759,8 +766,7 @@ def exact_search(
             old = repoint(i, j)
             if dfs(k - 1):
                 return True
-            repoint(i, old)
-            repointed[i] = False
+            unrepoint(i, old)
         return False
 
     def tick() -> None:
@@ -799,8 +805,7 @@ def exact_search(
                         tick()
                     if ok_now() if k == 1 else dfs(k - 1):
                         return True
-                    repoint(i, old)
-                    repointed[i] = False
+                    unrepoint(i, old)
             if k == 1 and cnt[i] < 2:
                 continue
             tried = set()
