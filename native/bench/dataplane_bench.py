@@ -140,16 +140,7 @@ def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
     while done < count:
         s = rnd.randrange(shards)
         assignment[s] ^= 1  # one shard migrates per plan
-        r = harness.apply_plan(
-            b,
-            {
-                "working": 2,
-                "offloading": 0,
-                "assignment": assignment,
-                "pairing": [-1, -1],
-                "offload": [0.0] * shards,
-            },
-        )
+        r = harness.apply_plan(b, harness.working_plan(assignment))
         done += r.migrations
         if not harness.wait_not_migrating(b, 10):
             stuck += 1

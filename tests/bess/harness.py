@@ -131,6 +131,17 @@ def apply_plan(b: Any, plan: dict[str, Any], mgr: str = "dyssect") -> Any:
     return cmd(b, mgr, "apply_plan", "DyssectCommandApplyPlanArg", plan)
 
 
+def working_plan(assignment: list[int], working: int = 2) -> dict[str, Any]:
+    """apply_plan's argument for `working` working cores, no offloading core, no offload."""
+    return {
+        "working": working,
+        "offloading": 0,
+        "assignment": list(assignment),
+        "pairing": [-1] * working,
+        "offload": [0.0] * len(assignment),
+    }
+
+
 def wait_until(pred: Any, timeout_s: float, step_s: float = 0.01) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -310,16 +310,7 @@ def test_pause_one_worker_while_another_runs(bess: Any) -> None:
         return int(bess.get_module_info(m).ogates[0].pkts)
 
     with harness.running(bess):
-        r = apply_plan(
-            bess,
-            {
-                "working": 2,
-                "offloading": 0,
-                "assignment": half,
-                "pairing": [-1, -1],
-                "offload": [0] * shards,
-            },
-        )
+        r = apply_plan(bess, harness.working_plan(half))
         assert r.migrations == shards // 2
         assert wait_not_migrating(bess, 10)
         assert wait_until(lambda: out_of("eg_w1") > 0, 10)
@@ -373,16 +364,7 @@ def test_run_to_completion_keeps_order_under_migrations(bess: Any) -> None:
         deadline = time.monotonic() + 40
         while migrations < 100 and time.monotonic() < deadline:
             assignment = [rnd.randrange(2) for _ in range(shards)]
-            r = apply_plan(
-                b,
-                {
-                    "working": 2,
-                    "offloading": 0,
-                    "assignment": assignment,
-                    "pairing": [-1, -1],
-                    "offload": [0.0] * shards,
-                },
-            )
+            r = apply_plan(b, harness.working_plan(assignment))
             migrations += r.migrations
             assert wait_not_migrating(b, 10), "a migration did not finish"
             time.sleep(0.01)  # steady state between plans: bursts for core 0 go inline again
