@@ -5,12 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The pinned BESS commit, vendored beside the project: the data plane's source for the tests and
+# the lab unless DYSSECT_BESS_SRC names another tree or archive.
+BESS_ARCHIVE ?= $(abspath $(CURDIR)/../shared/vendor/omec-bess-56020af0.tar.gz)
+export DYSSECT_BESS_SRC ?= $(BESS_ARCHIVE)
 
-.PHONY: help host-deps venv lab lab-down test lint test-python test-native test-molecule bench demo clean
+.PHONY: help host-deps venv bess-tree lab lab-down test lint test-python test-native test-molecule bench demo clean
 
 help:
 	@echo "make lab      set up this machine, bring up the podman lab and deploy Dyssect on it"
-	@echo "make test     lint, pytest, native tests and every molecule scenario"
+	@echo "make test     lint, native tests, BESS build, pytest and every molecule scenario"
 	@echo "make bench    planner benchmark (dyssect-ctrl bench)"
 	@echo "make lab-down remove the lab hosts"
 
@@ -39,8 +43,13 @@ lint: venv
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/python scripts/check_argument_specs.py
 
+# A BESS tree built from DYSSECT_BESS_SRC (the vendored archive by default) in a cache folder
+# outside the repository, rebuilt only when the archive or the bess role's build scripts change.
+bess-tree:
+	@bash scripts/bess-tree.sh
+
 test-python: venv
-	$(BIN)/pytest -q -rs
+	@tree=$$(bash scripts/bess-tree.sh) && DYSSECT_BESS_SRC=$$tree $(BIN)/pytest -q -rs
 
 test-native:
 	$(MAKE) -C native test
@@ -48,7 +57,8 @@ test-native:
 test-molecule: host-deps venv
 	bash scripts/molecule-all.sh
 
-test: host-deps venv lint test-native test-python test-molecule
+test:
+	@bash scripts/run-stages.sh host-deps venv lint test-native bess-tree test-python test-molecule
 
 bench: venv
 	$(BIN)/dyssect-ctrl bench

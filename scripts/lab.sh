@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 [[ -d .venv/bin ]] && export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="${ANSIBLE_CONFIG:-$PWD/ansible.cfg}"
 log="${DYSSECT_LAB_LOG:-/tmp/dyssect-lab-site.log}"
+# The data plane's source: the pinned BESS commit vendored beside the project unless
+# DYSSECT_BESS_SRC names another tree or archive (the bess role's bess_source).
+vendored="$(cd .. && pwd)/shared/vendor/omec-bess-56020af0.tar.gz"
+if [[ -z ${DYSSECT_BESS_SRC:-} && -f $vendored ]]; then
+    export DYSSECT_BESS_SRC=$vendored
+fi
 
 start=$(date +%s)
 ansible-playbook playbooks/lab_up.yml

@@ -23,13 +23,25 @@ REPO = Path(__file__).resolve().parents[2]
 NATIVE = REPO / "native"
 # Outside native/build (which `make clean` wipes) so a concurrent clean cannot break a run.
 PLUGIN_DIR = Path(os.environ.get("DYSSECT_PLUGIN_OUT", f"/tmp/dyssect-plugin-{os.getuid()}"))
-SKIP_REASON = "DYSSECT_BESS_SRC is not set (needs a BESS source tree)"
 SOCKET_PREFIX = "dyssect_test_"
 
 
-def bess_src() -> Path | None:
-    value = os.environ.get("DYSSECT_BESS_SRC")
-    return Path(value) if value else None
+def bess_src() -> Path:
+    """The built BESS tree the tests run: DYSSECT_BESS_SRC when it names a directory, else the
+    tree scripts/bess-tree.sh builds (once, cached outside the repository) from the vendored
+    archive, or from the archive DYSSECT_BESS_SRC names."""
+    value = os.environ.get("DYSSECT_BESS_SRC", "")
+    if value and Path(value).is_dir():
+        return Path(value)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "bess-tree.sh")],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"no BESS tree: scripts/bess-tree.sh failed: {done.stderr.strip()}")
+    return Path(done.stdout.strip())
 
 
 def build_plugin(src: Path) -> Path:

@@ -14,7 +14,6 @@ from tests.bess.harness import apply_plan, get_stats, wait_not_migrating, wait_u
 
 pytestmark = [
     pytest.mark.bess,
-    pytest.mark.skipif(harness.bess_src() is None, reason=harness.SKIP_REASON),
     pytest.mark.timeout(120, func_only=True),  # the session setup builds the plugin
 ]
 

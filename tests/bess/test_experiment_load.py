@@ -15,7 +15,6 @@ from tests.replay_helpers import write_config
 
 pytestmark = [
     pytest.mark.bess,
-    pytest.mark.skipif(harness.bess_src() is None, reason=harness.SKIP_REASON),
 ]
 
 

@@ -21,7 +21,6 @@ from tests.test_dyssect_pipeline import config as pipeline_config
 
 pytestmark = [
     pytest.mark.bess,
-    pytest.mark.skipif(harness.bess_src() is None, reason=harness.SKIP_REASON),
 ]
 
 
