@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Write the lab's test traffic: a pcap with one 64-byte IPv4 packet per flow, FLOWS flows.
 
-Usage: lab-flows.py OUT.pcap FLOWS
+Usage: lab-flows.py OUT.pcap FLOWS [ROUNDS]
+
+ROUNDS (default 1) writes the FLOWS packets that many times, round after round, so that every
+flow has ROUNDS packets; every packet of flow i carries IP id i mod 65536, which names its flow
+after a NAT rewrote its addresses and ports.
 
 The dut's pipeline reads it through DPDK's net_pcap vdev with infinite_rx=1 (replayed in a loop),
 so the Dyssect shards see real TCP and UDP flows: the lab has no link from gen to dut, and the
@@ -47,11 +51,12 @@ def packet(i: int) -> bytes:
 
 def main() -> None:
     out, flows = sys.argv[1], int(sys.argv[2])
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     with open(out + ".tmp", "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # pcap, Ethernet
-        for i in range(flows):
-            frame = packet(i)
-            f.write(struct.pack("<IIII", i // 1000000, i % 1000000, len(frame), len(frame)))
+        for n in range(flows * rounds):
+            frame = packet(n % flows)
+            f.write(struct.pack("<IIII", n // 1000000, n % 1000000, len(frame), len(frame)))
             f.write(frame)
     # Whole or absent: the play creates the file only when it is missing.
     os.replace(out + ".tmp", out)
