@@ -1,7 +1,7 @@
 """An independent checker of plans: recomputes every load from the plan and the Params formulas.
 
-Written from the models in docs/planner.md and the planner's API contract, without using the planner's
-code (nor dyssect_ctrl.model.core_loads), so that a shared mistake cannot hide.
+Written from the models in docs/planner.md and the planner's API contract, without using the
+planner's code (nor dyssect_ctrl.model.core_loads), so that a shared mistake cannot hide.
 """
 
 from __future__ import annotations

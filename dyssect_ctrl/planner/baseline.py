@@ -1,12 +1,13 @@
 """Baselines for the benchmark and cross-checks: the plain MILP and the original MIQCP.
 
-plain_long / plain_short: the straightforward MILP of the long and short models, with interchangeable
-slots (w_i, e_j for every core slot), shard-count ordering for symmetry, and McCormick products
-for A*r and O*(offloaded load). Slow by design: it is what the planner is measured against.
+plain_long / plain_short: the straightforward MILP of the long and short models, with
+interchangeable slots (w_i, e_j for every core slot), shard-count ordering for symmetry, and
+McCormick products for A*r and O*(offloaded load). Slow by design: it is what the planner is
+measured against.
 
-miqcp_long / miqcp_short: the original Dyssect's non-convex models, with
-the Kingman equalities v(1 - rho) = rho kept bilinear, NonConvex = 2, sigma a real value. Only
-gurobipy solves them; the pip licence holds 200 variables once a quadratic term exists.
+miqcp_long / miqcp_short: the original Dyssect's non-convex models, with the Kingman equalities
+v(1 - rho) = rho kept bilinear, NonConvex = 2, sigma a real value. Only gurobipy solves them;
+the pip licence holds 200 variables once a quadratic term exists.
 """
 
 from __future__ import annotations
