@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from dyssect_ctrl.model import Params
+from dyssect_ctrl.policy import DEFAULT_POLICY, POLICIES
 
 MAX_SHARDS = 512  # the largest RETA size of the NICs Dyssect runs on
 MAX_CORES = 64
@@ -108,6 +109,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     status_socket: str = "/run/dyssect-controller/status.sock"
     log_level: str = "info"
+    policy: str = DEFAULT_POLICY  # docs/policies.md
 
     @property
     def core_count(self) -> int:
@@ -323,6 +325,7 @@ _SECTIONS: dict[str, tuple[str, type | None, dict[str, Check] | Check]] = {
     "metrics": ("metrics", MetricsConfig, _METRICS),
     "status_socket": ("status_socket", None, socket_path),
     "log_level": ("log_level", None, one_of(*LOG_LEVELS)),
+    "policy": ("policy", None, one_of(*POLICIES)),
 }
 
 

@@ -1,0 +1,72 @@
+"""What every policy offers the control loop, and the pieces the simple policies share."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from dyssect_ctrl.model import Params, Plan, PlanResult, core_loads
+
+FIT_SLACK = 1e-9
+
+
+class Policy(Protocol):
+    """The interface of dyssect_ctrl.planner.Planner, as the control loop uses it."""
+
+    @property
+    def backend(self) -> str: ...
+
+    def warm_up(self) -> float: ...
+
+    def long(self, loads: Sequence[float], current: Plan) -> PlanResult: ...
+
+    def short(self, loads: Sequence[float], current: Plan) -> PlanResult: ...
+
+
+def check_inputs(loads: Sequence[float], shards: int, current: Plan) -> list[float]:
+    """Refuse loads and plans no policy can take (ValueError with one line)."""
+    out = [float(v) for v in loads]
+    if len(out) != shards:
+        raise ValueError(f"{len(out)} shard loads for {shards} shards")
+    bad = [s for s, v in enumerate(out) if not math.isfinite(v) or v < 0.0]
+    if bad:
+        raise ValueError(f"shard load must be finite and >= 0 (shard {bad[0]}: {out[bad[0]]})")
+    if len(current.assignment) != shards:
+        raise ValueError(f"current plan has {len(current.assignment)} shards, expected {shards}")
+    w = current.working
+    if w < 1 or any(not 0 <= a < w for a in current.assignment):
+        raise ValueError(f"current plan is malformed (W={w}, assignment outside 0..W-1)")
+    return out
+
+
+def working_only(working: int, assignment: Sequence[int]) -> Plan:
+    """A plan of working cores only: no offloading core, no pairing, nothing offloaded."""
+    return Plan(working, 0, tuple(assignment), {}, tuple([0.0] * len(assignment)))
+
+
+def fits(plan: Plan, loads: Sequence[float], params: Params) -> bool:
+    work, offl = core_loads(plan, list(loads), params)
+    return all(x <= params.rho_max_working + FIT_SLACK for x in work) and all(
+        x <= params.rho_max_offloading + FIT_SLACK for x in offl
+    )
+
+
+def result(
+    name: str, plan: Plan, loads: Sequence[float], params: Params, current: Plan, t0: float
+) -> PlanResult:
+    """A policy's decision in the planner's result type. `feasible` says whether every core
+    stays under its load cap; the objective is the migrations the plan costs."""
+    work, offl = core_loads(plan, list(loads), params)
+    return PlanResult(
+        plan=plan,
+        solver=name,
+        fallback=None,
+        solve_ms=(time.perf_counter() - t0) * 1e3,
+        feasible=fits(plan, loads, params),
+        optimal=False,
+        objective=float(plan.migrations(current)),
+        max_load_working=max(work) if work else 0.0,
+        max_load_offloading=max(offl) if offl else 0.0,
+    )
