@@ -203,9 +203,6 @@ class Planner:
         self._down_votes = 0
         self.set_solver(solver)
 
-    def set_params(self, params: Params) -> None:
-        self.params = params
-
     def set_solver(self, solver: str) -> None:
         self.solver = solver
         self.backend = resolve_solver(solver, self.shards, self.cores)

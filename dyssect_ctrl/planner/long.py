@@ -28,7 +28,6 @@ class LongOutcome:
     optimal: bool
     fallback: str | None
     message: str
-    milp_solves: int = 0
 
 
 def solve_long(
@@ -52,7 +51,6 @@ def solve_long(
     fallback: str | None = None
     notes: list[str] = []
     use_milp = backend != "greedy"
-    solves = 0
     late = False
     last_tries = 0
     # hard deadline for everything, the constructions and the best-balance plan included
@@ -71,7 +69,7 @@ def solve_long(
             last_tries += late
             plan = core.construct(loads, w, e, caps)
             if plan is not None:
-                return LongOutcome(plan, True, proven, fallback, "; ".join(notes), solves)
+                return LongOutcome(plan, True, proven, fallback, "; ".join(notes))
         if not use_milp or late:
             proven = False
             continue
@@ -83,17 +81,14 @@ def solve_long(
                 use_milp = False
                 break
             try:
-                status, found, detail, n_solves = _pair_milp(
-                    loads, w, e, caps, backend, t0 + time_limit_s
-                )
+                status, found, detail = _pair_milp(loads, w, e, caps, backend, t0 + time_limit_s)
             except milp.BackendError as exc:
                 proven = False
                 fallback = str(exc)
                 use_milp = False
                 break
-            solves += n_solves
             if status == "found" and found is not None:
-                return LongOutcome(found, True, proven, fallback, "; ".join(notes), solves)
+                return LongOutcome(found, True, proven, fallback, "; ".join(notes))
             if status != "infeasible":
                 proven = False
                 notes.append(f"{backend}: no answer at W={w},E={e} ({detail})")
@@ -102,24 +97,23 @@ def solve_long(
     if notes:
         msg += "; " + "; ".join(notes)
     # infeasibility is proven when every level was ruled out by bounds or MILP
-    return LongOutcome(plan, False, proven, fallback, msg, solves)
+    return LongOutcome(plan, False, proven, fallback, msg)
 
 
 def _pair_milp(
     loads: Sequence[float], w: int, e: int, caps: core.Caps, backend: str, deadline: float
-) -> tuple[str, Plan | None, str, int]:
+) -> tuple[str, Plan | None, str]:
     """Is (W, E) feasible? One grouped MILP per split of W into E groups.
 
-    Returns ("found", plan, "", solves), ("infeasible", None, "", solves) when every split is
-    proven infeasible, or ("unknown", None, detail, solves) when time ran out.
+    Returns ("found", plan, ""), ("infeasible", None, "") when every split is proven
+    infeasible, or ("unknown", None, detail) when time ran out.
     """
     classes = formulation.load_classes(loads)
     unknown = ""
-    solves = 0
     for parts in formulation.partitions(w, e):
         left = deadline - time.perf_counter()
         if left <= 0:
-            return "unknown", None, "time limit reached", solves
+            return "unknown", None, "time limit reached"
         # exact packing search first, for part of the time left; the MILP if it runs out
         try:
             found = core.pack_search(
@@ -132,23 +126,22 @@ def _pair_milp(
                 continue  # proven: no packing with these group sizes
             pairing = {i: j for i, j in enumerate(_group_of(parts))} if e else {}
             if core.placement_ok(found, pairing, loads, w, e, caps):
-                return "found", core.finish(found, pairing, loads, w, e, caps), "", solves
+                return "found", core.finish(found, pairing, loads, w, e, caps), ""
         left = deadline - time.perf_counter()
         if left <= 0:
-            return "unknown", None, "time limit reached", solves
+            return "unknown", None, "time limit reached"
         model = formulation.build_grouped(loads, w, e, caps, parts, classes)
         res = milp.solve(backend, model.milp, left)
-        solves += 1
         if res.status in ("optimal", "feasible") and res.x is not None:
             a, pairing = model.decode(res.x, len(loads))
             if core.placement_ok(a, pairing, loads, w, e, caps):
-                return "found", core.finish(a, pairing, loads, w, e, caps), "", solves
+                return "found", core.finish(a, pairing, loads, w, e, caps), ""
             unknown = f"plan failing the check for groups {parts}"
         elif res.status != "infeasible":
             unknown = res.detail or res.status
     if unknown:
-        return "unknown", None, unknown, solves
-    return "infeasible", None, "", solves
+        return "unknown", None, unknown
+    return "infeasible", None, ""
 
 
 def _group_of(parts: Sequence[int]) -> list[int]:
