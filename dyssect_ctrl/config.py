@@ -273,8 +273,22 @@ def core_list(key: str, value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
+class Live:
+    """Marks a key's checker: a reload applies the key while running (faucet's mutable_attrs).
+
+    An unmarked key takes effect only at a start; the role restarts the controller when one
+    changes (its list is checked against restart_keys() by the tests).
+    """
+
+    def __init__(self, check: Check) -> None:
+        self.check = check
+
+    def __call__(self, key: str, value: Any) -> Any:
+        return self.check(key, value)
+
+
 # ---------------------------------------------------------------------------------------------
-# Sections: dataclass + {yaml key: (field name, checker)}.
+# Sections: dataclass + {yaml key: checker}; Live(checker) for a key a reload applies.
 
 _DATAPLANE: dict[str, Check] = {
     "kind": one_of(*DATAPLANE_KINDS),
@@ -286,30 +300,33 @@ _DATAPLANE: dict[str, Check] = {
 }
 _CORES: dict[str, Check] = {"list": core_list, "controller": int_range(0, 4095)}
 _EPOCHS: dict[str, Check] = {
-    "short_ms": positive_int,
-    "long_ms": positive_int,
-    "scale_down_hysteresis": int_range(1, None),
+    "short_ms": Live(positive_int),
+    "long_ms": Live(positive_int),
+    "scale_down_hysteresis": Live(int_range(1, None)),
 }
 _MODEL: dict[str, Check] = {
-    "slo_priority_us": positive,
-    "slo_regular_us": positive,
-    "ca_priority": non_negative,
-    "cs_priority": non_negative,
-    "ca_regular": non_negative,
-    "cs_regular": non_negative,
-    "t_working_us": positive,
-    "t_offloading_us": positive,
-    "sigma": positive,
-    "rho_cap": open_unit,
-    "max_offloading_ratio": closed_unit,
+    "slo_priority_us": Live(positive),
+    "slo_regular_us": Live(positive),
+    "ca_priority": Live(non_negative),
+    "cs_priority": Live(non_negative),
+    "ca_regular": Live(non_negative),
+    "cs_regular": Live(non_negative),
+    "t_working_us": Live(positive),
+    "t_offloading_us": Live(positive),
+    "sigma": Live(positive),
+    "rho_cap": Live(open_unit),
+    "max_offloading_ratio": Live(closed_unit),
 }
 _SOLVER: dict[str, Check] = {
-    "backend": one_of(*BACKENDS),
-    "short_time_limit_ms": positive,
-    "long_time_limit_ms": positive,
-    "greedy_deadline_ms": positive,
+    "backend": Live(one_of(*BACKENDS)),
+    "short_time_limit_ms": Live(positive),
+    "long_time_limit_ms": Live(positive),
+    "greedy_deadline_ms": Live(positive),
 }
-_DECISION_LOG: dict[str, Check] = {"max_bytes": int_range(4096, None), "backups": int_range(0)}
+_DECISION_LOG: dict[str, Check] = {
+    "max_bytes": Live(int_range(4096, None)),
+    "backups": Live(int_range(0)),
+}
 _METRICS: dict[str, Check] = {"listen": word, "port": int_range(0, 65535)}
 
 # Top-level key -> (Config field, section dataclass or None, checkers).
@@ -324,8 +341,8 @@ _SECTIONS: dict[str, tuple[str, type | None, dict[str, Check] | Check]] = {
     "decision_log": ("decision_log", DecisionLogConfig, _DECISION_LOG),
     "metrics": ("metrics", MetricsConfig, _METRICS),
     "status_socket": ("status_socket", None, socket_path),
-    "log_level": ("log_level", None, one_of(*LOG_LEVELS)),
-    "policy": ("policy", None, one_of(*POLICIES)),
+    "log_level": ("log_level", None, Live(one_of(*LOG_LEVELS))),
+    "policy": ("policy", None, Live(one_of(*POLICIES))),
 }
 
 
@@ -480,6 +497,48 @@ def _flatten(config: Config) -> dict[str, Any]:
             for f in dataclasses.fields(value):
                 out[f"{name}.{f.name}"] = getattr(value, f.name)
     return out
+
+
+def _checks(key: str) -> Check:
+    """The checker of a dotted leaf key path."""
+    section, _, leaf = key.partition(".")
+    checks = _SECTIONS[section][2]
+    return checks[leaf] if isinstance(checks, dict) else checks
+
+
+def live_keys() -> frozenset[str]:
+    """Dotted paths of the keys a reload applies while running (marked Live in the schema)."""
+    return frozenset(k for k in _flatten(Config()) if isinstance(_checks(k), Live))
+
+
+def restart_keys() -> list[str]:
+    """Top-level keys holding a key that takes effect only at a start, in schema order."""
+    live = live_keys()
+    return [
+        name
+        for name in _SECTIONS
+        if any(k not in live for k in _flatten(Config()) if k.partition(".")[0] == name)
+    ]
+
+
+def with_live_keys(old: Config, new: Config) -> Config:
+    """`old` with the values of `new` for every live key (the others keep their old value)."""
+    live = live_keys()
+    values: dict[str, Any] = {}
+    for name, (attr, cls, _checks) in _SECTIONS.items():
+        if cls is None:
+            if name in live:
+                values[attr] = getattr(new, attr)
+            continue
+        section_new = getattr(new, attr)
+        fields = {
+            f.name: getattr(section_new, f.name)
+            for f in dataclasses.fields(section_new)
+            if f"{name}.{f.name}" in live
+        }
+        if fields:
+            values[attr] = dataclasses.replace(getattr(old, attr), **fields)
+    return dataclasses.replace(old, **values)
 
 
 def changed_keys(old: Config, new: Config) -> set[str]:

@@ -13,11 +13,14 @@ from dyssect_ctrl.config import (
     Config,
     ConfigError,
     changed_keys,
+    live_keys,
     load_config,
     load_yaml_text,
     parse_config,
     parse_model,
+    restart_keys,
     to_dict,
+    with_live_keys,
 )
 from dyssect_ctrl.model import Params
 
@@ -297,3 +300,20 @@ def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing set\n")
     assert load_config(empty) == Config()
+
+
+def test_role_restarts_for_exactly_the_keys_a_reload_does_not_apply() -> None:
+    tasks = yaml.safe_load(
+        (REPO / "roles" / "dyssect_controller" / "tasks" / "configure.yml").read_text()
+    )
+    restart = next(t for t in tasks if "__dyssect_controller_restart_keys" in t.get("vars", {}))
+    assert restart["vars"]["__dyssect_controller_restart_keys"] == restart_keys()
+
+
+def test_live_keys_take_new_values_and_the_others_keep_theirs() -> None:
+    old = Config()
+    new = parse_config({"shards": 128, "model": {"sigma": 2.0}, "epochs": {"short_ms": 50}})
+    merged = with_live_keys(old, new)
+    assert {"model.sigma", "epochs.short_ms"} <= live_keys()
+    assert "shards" not in live_keys() and "shards" in restart_keys()
+    assert changed_keys(old, merged) == {"model.sigma", "epochs.short_ms"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import threading
 import time
 from pathlib import Path
@@ -168,7 +167,9 @@ def test_scales_up_at_once_and_down_only_after_hysteresis(tmp_path: Path) -> Non
     lines = [json.loads(line) for line in (tmp_path / "snaps.jsonl").read_text().splitlines()]
     t_us = rig.config.params.t_working_us
     for i in range(7, 18):
-        shard_loads = [s["packets"] * t_us * 1e-6 / lines[i]["window_s"] for s in lines[i]["shards"]]
+        shard_loads = [
+            s["packets"] * t_us * 1e-6 / lines[i]["window_s"] for s in lines[i]["shards"]
+        ]
         assert fits(plans[i], shard_loads, rig.config.params), f"tick {i}: {plans[i]}"
 
 
