@@ -1,4 +1,5 @@
-"""`dyssect-ctrl`: run | status | check-config | plan | bench | record | load | report.
+"""`dyssect-ctrl`: run | status | check-config | plan | bench | record | load | report |
+experiment.
 
 check-config and plan live here; run, status and bench belong to their own modules and are
 imported only when asked for, so a missing piece breaks only its own subcommand.
@@ -33,6 +34,10 @@ DELEGATED = {
     "record": ("dyssect_ctrl.experiment.record", "sample the running controller into JSON lines"),
     "load": ("dyssect_ctrl.experiment.load", "set the offered load of the pipeline's test source"),
     "report": ("dyssect_ctrl.experiment.report", "summary.json and plots of a recorded run"),
+    "experiment": (
+        "dyssect_ctrl.experiment.runner",
+        "run an experiment spec's points through Ansible (experiment run SPEC.yml)",
+    ),
 }
 
 
