@@ -4,7 +4,7 @@
 Runs the real ControlLoop (real planner, real epochs) for N short epochs against either a live
 bessd (--grpc-url, with the Dyssect pipeline loaded at S shards and M cores) or, without one,
 the replay data plane fed with generated snapshots whose load moves between levels. It says which
-one it measured. Target (issue 5): p99 < 20 ms and CPU < 10 % of one core.
+one it measured. Target: p99 < 20 ms and CPU < 10 % of one core.
 
     python scripts/bench_control_loop.py                       # replay, S=64, M=16, 600 epochs
     python scripts/bench_control_loop.py --grpc-url 127.0.0.1:10514 --pybess-path /opt/bess
