@@ -10,12 +10,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 BESS_ARCHIVE ?= $(abspath $(CURDIR)/../shared/vendor/omec-bess-56020af0.tar.gz)
 export DYSSECT_BESS_SRC ?= $(BESS_ARCHIVE)
 
-.PHONY: help host-deps venv bess-tree lab lab-down test lint test-python test-native test-molecule bench demo clean
+.PHONY: help host-deps venv bess-tree lab lab-down test lint test-python test-native test-molecule bench experiment demo clean
 
 help:
 	@echo "make lab      set up this machine, bring up the podman lab and deploy Dyssect on it"
 	@echo "make test     lint, native tests, BESS build, pytest and every molecule scenario"
 	@echo "make bench    planner benchmark (dyssect-ctrl bench)"
+	@echo "make experiment SPEC=experiments/x.yml [ARGS=--dry-run]  run an experiment spec"
 	@echo "make lab-down remove the lab hosts"
 
 # apt packages and host fixes; idempotent, quick when everything is present.
@@ -62,6 +63,11 @@ test:
 
 bench: venv
 	$(BIN)/dyssect-ctrl bench
+
+# The points of an experiment spec on the inventory's dut hosts (docs/experiments.md).
+experiment: venv
+	@test -n "$(SPEC)" || { echo 'make experiment: set SPEC=experiments/<name>.yml'; exit 2; }
+	$(BIN)/dyssect-ctrl experiment run $(SPEC) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
