@@ -114,7 +114,8 @@ def test_sigkilled_controller_adopts_the_running_plan_and_loses_nothing(
         time.sleep(1.5)
         assert second.stop() == 0
         # It planned from the adopted plan: decisions were written, none of them an initial plan.
-        kinds = {d["kind"] for d in read_decisions(tmp_path / "second" / "state" / "decisions.jsonl")}
+        decisions = read_decisions(tmp_path / "second" / "state" / "decisions.jsonl")
+        kinds = {d["kind"] for d in decisions}
         assert kinds, "the adopting controller wrote no decision"
         assert "initial" not in kinds
         stop_source(bess)
