@@ -214,3 +214,49 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path: Path) -> None:
     assert text.startswith("cmp: 4 point(s) to run, 0 cached")
     assert text.count("ansible-playbook -i") == 4
     assert "experiment_setup:" in text and "policy: static" in text
+
+
+def test_the_real_ansible_runner_runs_a_point_on_localhost(tmp_path: Path) -> None:
+    """The runner's call of ansible_runner.run, for real: a local playbook standing in for
+    experiment.yml gets the point's variables and its summary lands in the record."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    dut:\n      hosts:\n        local-dut:\n"
+        "          ansible_connection: local\n"
+        "          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+    )
+    playbook = tmp_path / "point.yml"
+    playbook.write_text(
+        """- hosts: dut
+  gather_facts: false
+  vars:
+    out: "{{ experiment_results_dir }}/{{ experiment_name }}/{{ inventory_hostname }}"
+  tasks:
+    - ansible.builtin.setup:
+        gather_subset: [min]
+    - ansible.builtin.file:
+        path: "{{ out }}"
+        state: directory
+        mode: "0755"
+    - ansible.builtin.copy:
+        dest: "{{ out }}/summary.json"
+        content: '{{ {"plans": experiment_phases | length,
+                      "policy": experiment_setup.policy} | to_json }}'
+        mode: "0644"
+"""
+    )
+    s = spec_dict([2000], policies=["rsspp"])
+    s["repetitions"] = 1
+    exp = Experiment(
+        parse_spec(s),
+        results_root=tmp_path / "results",
+        inventory=inventory,
+        playbook=playbook,
+        hosts=["local-dut"],
+        show_progress=False,
+    )
+    (rec,) = exp.run()
+    assert rec["status"] == "successful", rec.get("error")
+    assert rec["results"]["summary"] == {"plans": 2, "policy": "rsspp"}
+    assert rec["host_facts"].get("ansible_system") == "Linux"
+    assert exp.todo()[0] == []  # cached now

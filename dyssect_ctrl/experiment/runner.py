@@ -218,8 +218,10 @@ class Experiment:
                 "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             }
+            private = self.out / "runner" / point.ident
+            private.mkdir(parents=True, exist_ok=True)
             r = self.run_fn(
-                private_data_dir=str(self.out / "runner" / point.ident),
+                private_data_dir=str(private),
                 project_dir=str(REPO),
                 playbook=str(self.playbook),
                 inventory=str(self.inventory),
