@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check that every role's meta/argument_specs.yml options match its defaults/main.yml keys.
 
-Both directions: a default without an option, or an option without a default, is an error.
+Both directions: a default without an option, or an option without a default (unless it is
+required), is an error.
 Like prometheus-community/ansible's lint_arguments_spec.sh. Exit 1 with one line per problem.
 """
 
@@ -32,14 +33,17 @@ def check_role(role: Path) -> list[str]:
     entry = _load(specs_file).get("argument_specs", {}).get("main")
     if not isinstance(entry, dict):
         return [f"{name}: meta/argument_specs.yml has no argument_specs.main entry point"]
-    options = set(entry.get("options") or {})
+    specs = entry.get("options") or {}
+    options = set(specs)
+    # A required option has no default by definition (the caller passes it).
+    required = {k for k, spec in specs.items() if isinstance(spec, dict) and spec.get("required")}
     problems = [
         f"{name}: {key} is in defaults/main.yml but not in meta/argument_specs.yml"
         for key in sorted(defaults - options)
     ]
     problems += [
         f"{name}: {key} is in meta/argument_specs.yml but not in defaults/main.yml"
-        for key in sorted(options - defaults)
+        for key in sorted(options - defaults - required)
     ]
     problems += [
         f"{name}: {key} does not start with the role prefix {role.name}_"
