@@ -254,16 +254,16 @@ def test_exact_search_stops_at_its_deadline():
     caps = core.Caps.of(P)
     for loads, w, e, cur, lb in _hard_256():
         # hard: 50 ms is not enough to settle it
-        st_, _, _ = short_mod.exact_search(
-            loads, w, e, caps, cur, lb, 1e9, time.perf_counter() + 0.05
+        st_, _, _ = short_mod.ExactSearch(loads, w, e, caps, cur, time.perf_counter() + 0.05).run(
+            lb, 1e9
         )
-        assert st_ == "unknown"
+        assert st_ is short_mod.Verdict.UNKNOWN
         (st_, found, k), cpu = _cpu(
-            lambda loads=loads, w=w, e=e, cur=cur, lb=lb: short_mod.exact_search(
-                loads, w, e, caps, cur, lb, 1e9, time.perf_counter() + 0.002
-            )
+            lambda loads=loads, w=w, e=e, cur=cur, lb=lb: short_mod.ExactSearch(
+                loads, w, e, caps, cur, time.perf_counter() + 0.002
+            ).run(lb, 1e9)
         )
-        assert st_ == "unknown" and found is None and k >= lb
+        assert st_ is short_mod.Verdict.UNKNOWN and found is None and k >= lb
         assert cpu < 0.002 + 0.004, cpu
 
 

@@ -46,7 +46,11 @@ def _hard_short(s: int, m: int, tries: int = 200):
 @pytest.fixture
 def no_search(monkeypatch):
     """Make the exact search give up at once, so that the MILP backend has to run."""
-    monkeypatch.setattr(short_mod, "exact_search", lambda *a, **k: ("unknown", None, a[5]))
+    monkeypatch.setattr(
+        short_mod.ExactSearch,
+        "run",
+        lambda self, lb, ub: short_mod.SearchResult(short_mod.Verdict.UNKNOWN, None, lb),
+    )
 
 
 def test_exact_search_matches_the_milp_optimum():
@@ -55,8 +59,8 @@ def test_exact_search_matches_the_milp_optimum():
     assert len(cases) >= 3
     for loads, w, e, cur in cases:
         lb = short_mod.lower_bound(loads, w, e, caps, cur)
-        status, found, k = short_mod.exact_search(loads, w, e, caps, cur, lb, 1e9, 1e18)
-        assert status == "found"
+        status, found, k = short_mod.ExactSearch(loads, w, e, caps, cur, 1e18).run(lb, 1e9)
+        assert status is short_mod.Verdict.FOUND
         assert core.placement_ok(found[0], found[1], loads, w, e, caps)
         assert short_mod.migrations(found[0], found[1], w, cur) == k
         model = formulation.build(loads, w, e, caps, current=cur)
@@ -330,15 +334,15 @@ def test_exact_search_agrees_with_the_placement_milp(loads, w, e, sigma, seed):
     if res.status == "infeasible":
         # (solve_short searches only where the bounds allow a plan, as here)
         if core.Bounds(loads, caps).possible(w, e):
-            status, _, _ = short_mod.exact_search(loads, w, e, caps, cur, lb, lb + 2, far)
-            assert status != "found", "a plan where the MILP proves none exists"
+            status, _, _ = short_mod.ExactSearch(loads, w, e, caps, cur, far).run(lb, lb + 2)
+            assert status is not short_mod.Verdict.FOUND, "a plan where the MILP proves none exists"
         return
     assert res.status == "optimal"
     opt = round(res.objective)
     assert lb <= opt
     assume(opt <= 4)
-    status, found, k = short_mod.exact_search(loads, w, e, caps, cur, lb, opt + 1, far)
-    assert status == "found" and k == opt
+    status, found, k = short_mod.ExactSearch(loads, w, e, caps, cur, far).run(lb, opt + 1)
+    assert status is short_mod.Verdict.FOUND and k == opt
     assert core.placement_ok(found[0], found[1], loads, w, e, caps)
     assert short_mod.migrations(found[0], found[1], w, cur) == k
 
