@@ -7,6 +7,7 @@ import pytest
 from dyssect_ctrl.config import ConfigError, parse_config
 from dyssect_ctrl.planner import Planner
 from dyssect_ctrl.policy import POLICIES, make_policy
+from dyssect_ctrl.policy.metron import MetronPolicy
 from dyssect_ctrl.policy.rsspp import RssppPolicy
 from dyssect_ctrl.policy.static import StaticPolicy
 
@@ -16,7 +17,9 @@ def test_default_is_dyssect() -> None:
     assert isinstance(make_policy(parse_config({}), "greedy"), Planner)
 
 
-@pytest.mark.parametrize(("name", "kind"), [("static", StaticPolicy), ("rsspp", RssppPolicy)])
+@pytest.mark.parametrize(
+    ("name", "kind"), [("static", StaticPolicy), ("rsspp", RssppPolicy), ("metron", MetronPolicy)]
+)
 def test_model_free_policies_are_their_own_fallback(name: str, kind: type) -> None:
     c = parse_config({"policy": name})
     assert isinstance(make_policy(c, "auto"), kind)
@@ -30,4 +33,4 @@ def test_every_listed_policy_builds() -> None:
 
 def test_unknown_policy_is_refused_with_its_key() -> None:
     with pytest.raises(ConfigError, match=r"^policy: must be one of"):
-        parse_config({"policy": "metron"})
+        parse_config({"policy": "rss"})

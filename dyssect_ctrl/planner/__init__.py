@@ -95,7 +95,14 @@ def _short_after_long(t0: float, long_t: float, short_t: float, greedy_t: float)
     return min(short_t, max(greedy_t, left))
 
 
-def _long(loads, params, cores, backend, long_t, greedy_t) -> LongOutcome:
+def _long(
+    loads: Sequence[float],
+    params: Params,
+    cores: int,
+    backend: str,
+    long_t: float,
+    greedy_t: float,
+) -> LongOutcome:
     if backend == "gurobi" and not milp.gurobi_available():
         out = solve_long(
             loads, params, cores, backend="greedy", time_limit_s=long_t, greedy_deadline_s=greedy_t

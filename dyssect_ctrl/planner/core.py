@@ -377,15 +377,15 @@ def construct(loads: Sequence[float], w: int, e: int, caps: Caps) -> Plan | None
     order = sorted(range(n), key=lambda s: -loads[s])
     cw = caps.working
     if e == 0:
-        for bins in (_best_fit(order, loads, [cw] * w), _worst_fit(order, loads, [cw] * w)):
-            if bins is None or not _fill_nonempty(bins, loads):
+        for packed in (_best_fit(order, loads, [cw] * w), _worst_fit(order, loads, [cw] * w)):
+            if packed is None or not _fill_nonempty(packed, loads):
                 continue
-            a = _bins_to_assignment(bins, n)
+            a = _bins_to_assignment(packed, n)
             if placement_ok(a, {}, loads, w, 0, caps):
                 return finish(a, {}, loads, w, 0, caps)
         return None
     b = caps.offload_room
-    attempts = []
+    attempts: list[tuple[list[list[int]], dict[int, int] | None]] = []
     # 1. groups: E groups of near-equal size, each a super-bin of n_j*Cw + B
     sizes = [w // e + (1 if j < w % e else 0) for j in range(e)]
     gcaps = [sz * cw + (b if math.isfinite(b) else 1e18) for sz in sizes]
@@ -610,7 +610,7 @@ def pack_search(
             return False
         vk = v[k]
         lo = where[k - 1] if k > 0 and v[k - 1] == vk else 0
-        seen: set = set()
+        seen: set[tuple[int, float]] = set()
         for i in range(lo, w):
             j = group_of[i]
             key_core = (j, round(g[i], 12))

@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_POLICY", "POLICIES", "Policy", "make_policy"]
 
 DEFAULT_POLICY = "dyssect"
-POLICIES = ("dyssect", "dyssect-no-offload", "static", "rsspp")
+POLICIES = ("dyssect", "dyssect-no-offload", "static", "rsspp", "metron")
 
 
 def make_policy(config: Config, solver: str) -> Policy:
     """The planner of `config.policy`, solving with `solver` where the policy solves models.
 
-    static and rsspp solve no model: they are their own fallback, so the loop's greedy planner
-    (asked for with solver "greedy") is the same policy and never a Dyssect plan.
+    static, rsspp and metron solve no model: they are their own fallback, so the loop's greedy
+    planner (asked for with solver "greedy") is the same policy and never a Dyssect plan.
     """
     name = config.policy
     if name in ("dyssect", "dyssect-no-offload"):
@@ -40,4 +40,8 @@ def make_policy(config: Config, solver: str) -> Policy:
         from dyssect_ctrl.policy.rsspp import RssppPolicy
 
         return RssppPolicy(config.params, config.core_count, config.shards)
+    if name == "metron":
+        from dyssect_ctrl.policy.metron import MetronPolicy
+
+        return MetronPolicy(config.params, config.core_count, config.shards)
     raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
