@@ -40,6 +40,7 @@ lab-down: venv
 lint: venv
 	$(BIN)/ruff check dyssect_ctrl tests scripts
 	$(BIN)/ruff format --check dyssect_ctrl tests scripts
+	$(BIN)/mypy --strict dyssect_ctrl
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/python scripts/check_argument_specs.py

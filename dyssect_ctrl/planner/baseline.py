@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dyssect_ctrl.model import Params, Plan
-from dyssect_ctrl.planner.milp import INF, Milp, MilpResult
+from dyssect_ctrl.planner.milp import INF, Milp, MilpResult, argmax
 
 
 def _ub_off(params: Params, loads: Sequence[float]) -> float:
@@ -141,12 +141,12 @@ def plain_short_decode(
     x: Sequence[float], n: int, w_: int, e_: int
 ) -> tuple[list[int], dict[int, int]]:
     """Assignment and pairing of a plain_short solution (A first, s-major; then O, j-major)."""
-    assignment = [max(range(w_), key=lambda i, s=s: x[s * w_ + i]) for s in range(n)]
+    assignment = [argmax([x[s * w_ + i] for i in range(w_)]) for s in range(n)]
     base = n * w_
     pairing = {}
     if e_:
         for i in range(w_):
-            pairing[i] = max(range(e_), key=lambda j, i=i: x[base + j * w_ + i])
+            pairing[i] = argmax([x[base + j * w_ + i] for j in range(e_)])
     return assignment, pairing
 
 

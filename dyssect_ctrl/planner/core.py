@@ -412,18 +412,19 @@ def construct(loads: Sequence[float], w: int, e: int, caps: Caps) -> Plan | None
     bf = _best_fit(order, loads, big)
     if bf is not None:
         attempts.append((bf, None))
-    for bins, pairing in attempts:
-        if not _fill_nonempty(bins, loads):
+    for packed, given in attempts:
+        if not _fill_nonempty(packed, loads):
             continue
-        a = _bins_to_assignment(bins, n)
-        if pairing is None:
-            g = [sum(loads[s] for s in bb) for bb in bins]
+        a = _bins_to_assignment(packed, n)
+        paired = given
+        if paired is None:
+            g = [sum(loads[s] for s in bb) for bb in packed]
             over = [max(0.0, x - cw) for x in g]
-            pairing = _pack_overflow(over, e, b)
-            if pairing is None:
+            paired = _pack_overflow(over, e, b)
+            if paired is None:
                 continue
-        if placement_ok(a, pairing, loads, w, e, caps):
-            return finish(a, pairing, loads, w, e, caps)
+        if placement_ok(a, paired, loads, w, e, caps):
+            return finish(a, paired, loads, w, e, caps)
     return None
 
 

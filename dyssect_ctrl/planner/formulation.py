@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from dyssect_ctrl.model import Plan
 from dyssect_ctrl.planner.core import Caps
-from dyssect_ctrl.planner.milp import INF, Milp
+from dyssect_ctrl.planner.milp import INF, Milp, argmax
 
 
 @dataclass
@@ -28,13 +28,11 @@ class Placement:
     y: list[list[int]]
 
     def decode(self, x: Sequence[float]) -> tuple[list[int], dict[int, int]]:
-        assignment = [
-            max(range(self.w), key=lambda i, s=s: x[self.a[s][i]]) for s in range(len(self.a))
-        ]
+        assignment = [argmax([x[k] for k in row]) for row in self.a]
         pairing = {}
         if self.e:
             for i in range(self.w):
-                pairing[i] = max(range(self.e), key=lambda j, i=i: x[self.o[i][j]])
+                pairing[i] = argmax([x[k] for k in self.o[i]])
         return assignment, pairing
 
     def encode(self, plan: Plan, loads: Sequence[float], caps: Caps) -> list[float]:

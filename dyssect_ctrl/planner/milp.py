@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,11 @@ class MilpResult:
     detail: str = ""
 
 
+def argmax(values: Sequence[float]) -> int:
+    """The index of the largest value, the first on a tie (decodes a one-hot row)."""
+    return max(range(len(values)), key=values.__getitem__)
+
+
 class BackendError(RuntimeError):
     """The backend could not run the model (licence, size, crash)."""
 
@@ -82,13 +88,13 @@ def new_highs(time_limit: float) -> Any:
         try:
             with open(os.devnull, "w") as null:
                 os.dup2(null.fileno(), 1)
-                h = highspy.Highs()
+                h = highspy.Highs()  # type: ignore[no-untyped-call]
         finally:
             os.dup2(saved, 1)
             os.close(saved)
         _banner_done = True
     else:
-        h = highspy.Highs()
+        h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     h.setOptionValue("random_seed", 0)
@@ -274,7 +280,8 @@ def solve_gurobi(m: Milp, time_limit: float, start: list[float] | None = None) -
         vt = [GRB.INTEGER if k else GRB.CONTINUOUS for k in m.integral]
         ub = [GRB.INFINITY if u == INF else u for u in m.ub]
         lb = [-GRB.INFINITY if v == -INF else v for v in m.lb]
-        x = g.addVars(m.num_vars, lb=lb, ub=ub, obj=m.c, vtype=vt)
+        # A count with per-variable lists is valid gurobipy; the stubs type lists for index sets.
+        x = g.addVars(m.num_vars, lb=lb, ub=ub, obj=m.c, vtype=vt)  # type: ignore[call-overload]
         xs = [x[k] for k in range(m.num_vars)]
         for r in range(m.num_rows):
             a, b = m.starts[r], m.starts[r + 1]
