@@ -113,7 +113,7 @@ def provenance(repo: Path = REPO) -> dict[str, Any]:
         bess = str(defaults.get("bess_git_version", ""))
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
@@ -183,11 +183,14 @@ class Experiment:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return rec.get("status") == "successful" and rec.get("key") == point_key(self.spec, point)
+        return bool(
+            rec.get("status") == "successful" and rec.get("key") == point_key(self.spec, point)
+        )
 
     def todo(self) -> tuple[list[Point], list[Point]]:
         """(points to run, points whose finished record is reused)."""
-        run, keep = [], []
+        run: list[Point] = []
+        keep: list[Point] = []
         for p in self.spec.points():
             (keep if not self.force and self.cached(p) else run).append(p)
         return run, keep
