@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dyssect_ctrl import __version__
+from dyssect_ctrl import __version__, inputs
 from dyssect_ctrl.config import BACKENDS, Config, ConfigError, load_config
 from dyssect_ctrl.model import Plan, PlanResult, Snapshot
 from dyssect_ctrl.snapshot import SnapshotError, load_snapshot, parse_snapshot_line
@@ -105,8 +105,9 @@ def check_config(path: str) -> int:
 def _read_snapshot(path: str, config: Config | None) -> Snapshot:
     if path == "-":
         try:
-            return parse_snapshot_line(sys.stdin.read(), config)
-        except SnapshotError as e:
+            text = inputs.read_stream(sys.stdin.buffer, inputs.MAX_SNAPSHOT_BYTES)
+            return parse_snapshot_line(text, config)
+        except (SnapshotError, inputs.InputError) as e:
             raise SnapshotError(f"<stdin>: {e}") from None
     return load_snapshot(path, config)
 

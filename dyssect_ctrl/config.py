@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from dyssect_ctrl import inputs
 from dyssect_ctrl.model import Params
 from dyssect_ctrl.policy import DEFAULT_POLICY, POLICIES
 
 MAX_SHARDS = 512  # the largest RETA size of the NICs Dyssect runs on
 MAX_CORES = 64
+MAX_STRING = 4096  # PATH_MAX
 SUN_PATH_MAX = 107  # AF_UNIX socket path limit (108 bytes including the NUL)
 DATAPLANE_KINDS = ("bess", "replay")
 BACKENDS = ("auto", "highs", "gurobi", "greedy")
@@ -35,10 +37,11 @@ class ConfigError(ValueError):
     """
 
     def __init__(self, key: str, reason: str, source: str | None = None) -> None:
-        self.key = key
-        self.reason = reason
-        self.source = source
-        super().__init__(": ".join(p for p in (source, key, reason) if p))
+        # Each part escaped and bounded: a key or file name may be anything the input held.
+        self.key = inputs.one_line(key, 120)
+        self.reason = inputs.one_line(reason, 240)
+        self.source = None if source is None else inputs.one_line(source, 120)
+        super().__init__(": ".join(p for p in (self.source, self.key, self.reason) if p))
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,9 @@ Check = Callable[[str, Any], Any]
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    # inputs.quote: never the repr of a whole container (an alias bomb's is exponential)
+    text = inputs.quote(value, 40)
+    return text if text.startswith("a ") else f"{type(value).__name__} {text}"
 
 
 def _fmt(value: float) -> str:
@@ -155,6 +157,11 @@ def _string(key: str, value: Any) -> str:
         raise ConfigError(key, f"must be a string (got {_describe(value)})")
     if not value.strip():
         raise ConfigError(key, "must not be empty")
+    if len(value) > MAX_STRING:
+        raise ConfigError(key, f"must be at most {MAX_STRING} characters (got {len(value)})")
+    # paths and names: a NUL or newline would fail (or split a line) far from here
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(key, f"must not contain control characters (got {inputs.quote(value)})")
     return value
 
 
@@ -177,11 +184,35 @@ def positive_int(key: str, value: Any) -> int:
     return v
 
 
+def positive_int_upto(hi: int) -> Check:
+    def check(key: str, value: Any) -> int:
+        v = positive_int(key, value)
+        if v > hi:
+            raise ConfigError(key, f"must be <= {hi} (got {v})")
+        return v
+
+    return check
+
+
 def positive(key: str, value: Any) -> float:
     v = _number(key, value)
     if v <= 0:
         raise ConfigError(key, f"must be > 0 (got {_fmt(value)})")
     return v
+
+
+def number_range(lo: float, hi: float, *, lo_open: bool = False) -> Check:
+    """A number in [lo, hi] ((lo, hi] when lo_open)."""
+
+    def check(key: str, value: Any) -> float:
+        v = _number(key, value)
+        if v < lo or (lo_open and v == lo):
+            raise ConfigError(key, f"must be {'>' if lo_open else '>='} {lo:g} (got {_fmt(value)})")
+        if v > hi:
+            raise ConfigError(key, f"must be <= {hi:g} (got {_fmt(value)})")
+        return v
+
+    return check
 
 
 def non_negative(key: str, value: Any) -> float:
@@ -296,36 +327,36 @@ _DATAPLANE: dict[str, Check] = {
     "pybess_path": nonempty_string,
     "module": word,
     "replay_file": optional_string,
-    "connect_timeout_ms": positive_int,
+    "connect_timeout_ms": positive_int_upto(600_000),
 }
 _CORES: dict[str, Check] = {"list": core_list, "controller": int_range(0, 4095)}
 _EPOCHS: dict[str, Check] = {
-    "short_ms": Live(positive_int),
-    "long_ms": Live(positive_int),
-    "scale_down_hysteresis": Live(int_range(1, None)),
+    "short_ms": Live(positive_int_upto(60_000)),
+    "long_ms": Live(positive_int_upto(3_600_000)),
+    "scale_down_hysteresis": Live(int_range(1, 1000)),
 }
 _MODEL: dict[str, Check] = {
-    "slo_priority_us": Live(positive),
-    "slo_regular_us": Live(positive),
-    "ca_priority": Live(non_negative),
-    "cs_priority": Live(non_negative),
-    "ca_regular": Live(non_negative),
-    "cs_regular": Live(non_negative),
-    "t_working_us": Live(positive),
-    "t_offloading_us": Live(positive),
-    "sigma": Live(positive),
+    "slo_priority_us": Live(number_range(0, 1e9, lo_open=True)),
+    "slo_regular_us": Live(number_range(0, 1e9, lo_open=True)),
+    "ca_priority": Live(number_range(0, 1e3)),
+    "cs_priority": Live(number_range(0, 1e3)),
+    "ca_regular": Live(number_range(0, 1e3)),
+    "cs_regular": Live(number_range(0, 1e3)),
+    "t_working_us": Live(number_range(0, 1e6, lo_open=True)),
+    "t_offloading_us": Live(number_range(0, 1e6, lo_open=True)),
+    "sigma": Live(number_range(0, 1e3, lo_open=True)),
     "rho_cap": Live(open_unit),
     "max_offloading_ratio": Live(closed_unit),
 }
 _SOLVER: dict[str, Check] = {
     "backend": Live(one_of(*BACKENDS)),
-    "short_time_limit_ms": Live(positive),
-    "long_time_limit_ms": Live(positive),
-    "greedy_deadline_ms": Live(positive),
+    "short_time_limit_ms": Live(number_range(0, 3_600_000, lo_open=True)),
+    "long_time_limit_ms": Live(number_range(0, 3_600_000, lo_open=True)),
+    "greedy_deadline_ms": Live(number_range(0, 3_600_000, lo_open=True)),
 }
 _DECISION_LOG: dict[str, Check] = {
-    "max_bytes": Live(int_range(4096, None)),
-    "backups": Live(int_range(0)),
+    "max_bytes": Live(int_range(4096, 1 << 30)),
+    "backups": Live(int_range(0, 100)),
 }
 _METRICS: dict[str, Check] = {"listen": word, "port": int_range(0, 65535)}
 
@@ -358,7 +389,7 @@ def _section(key: str, cls: type[T], checks: dict[str, Check], value: Any) -> T:
     raw = _mapping(key, value)
     values: dict[str, Any] = {}
     for name, item in raw.items():
-        path = f"{key}.{name}"
+        path = f"{key}.{inputs.quote_key(name)}"
         if not isinstance(name, str) or name not in checks:
             raise ConfigError(path, "unknown key")
         values[name] = checks[name](path, item)
@@ -370,7 +401,7 @@ def parse_model(obj: Any, key: str = "model", base: Params | None = None) -> Par
     raw = _mapping(key, obj)
     values: dict[str, Any] = {}
     for name, item in raw.items():
-        path = f"{key}.{name}"
+        path = f"{key}.{inputs.quote_key(name)}"
         if not isinstance(name, str) or name not in _MODEL:
             raise ConfigError(path, "unknown key")
         values[name] = _MODEL[name](path, item)
@@ -383,7 +414,7 @@ def parse_config(obj: object) -> Config:
     values: dict[str, Any] = {}
     for name, item in raw.items():
         if not isinstance(name, str) or name not in _SECTIONS:
-            raise ConfigError(str(name), "unknown key")
+            raise ConfigError(inputs.quote_key(name), "unknown key")
         attr, cls, checks = _SECTIONS[name]
         if cls is None:
             assert callable(checks)
@@ -430,26 +461,74 @@ def _cross_check(c: Config) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # YAML: safe loader that rejects duplicate keys and reads 1e-3 as a float (YAML 1.2 style).
+# Bounded: no aliases (nine nested ones make a value of 9^9 items), nesting of at most
+# inputs.MAX_DEPTH levels (the composer recurses), scalar mapping keys, short number literals.
 
 
 class _StrictLoader(yaml.SafeLoader):
-    pass
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted", self.peek_event().start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > inputs.MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {inputs.MAX_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     out: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            )
         key = loader.construct_object(key_node, deep=True)
         if key in out:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {inputs.quote(key)}", key_node.start_mark
             )
         out[key] = loader.construct_object(value_node, deep=True)
     return out
 
 
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    if not inputs.int_digits_ok(str(node.value)):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"integer of {len(node.value)} digits (at most {inputs.MAX_INT_DIGITS})",
+            node.start_mark,
+        )
+    return int(loader.construct_yaml_int(node))
+
+
+def _construct_float(loader: _StrictLoader, node: yaml.ScalarNode) -> float:
+    if len(str(node.value)) > inputs.MAX_NUMBER_CHARS:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"number of {len(node.value)} characters (at most {inputs.MAX_NUMBER_CHARS})",
+            node.start_mark,
+        )
+    return float(loader.construct_yaml_float(node))
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -466,16 +545,17 @@ def load_yaml_text(text: str) -> Any:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError("", f"invalid YAML{where}: {problem}") from None
+    except (ValueError, RecursionError) as e:  # a value PyYAML's constructors refuse (2001-02-30)
+        raise ConfigError("", f"invalid YAML: {e}") from None
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; every error names the file."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ConfigError("", f"cannot read ({reason})", source) from None
+        text = inputs.read_text(path, inputs.MAX_CONFIG_BYTES)
+    except inputs.InputError as e:
+        raise ConfigError("", str(e), source) from None
     try:
         return parse_config(load_yaml_text(text))
     except ConfigError as e:

@@ -278,7 +278,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         current=current,
         timestamp=draw(st.floats(0, 1e9)),
         epoch=draw(st.integers(0, 10**9)),
-        drops=draw(st.dictionaries(st.sampled_from(["ring", "queue", "no_core"]), st.integers(0))),
+        drops=draw(st.dictionaries(st.sampled_from(["ring", "queue", "no_core"]), st.integers(0, 2**64 - 1))),
     )
 
 

@@ -143,6 +143,11 @@ def plan_problem(plan: Plan, shards: int, cores: int) -> str | None:
         return f"working = {w} < 1"
     if e < 0 or w + e > cores:
         return f"working + offloading = {w + e} outside 1..{cores}"
+    # every working core holds a shard and every offloading core serves a working core
+    if w > shards:
+        return f"working = {w} > {shards} shards"
+    if e > w:
+        return f"offloading = {e} > working = {w}"
     if len(plan.assignment) != shards:
         return f"assignment has {len(plan.assignment)} entries for {shards} shards"
     if plan.offload and len(plan.offload) != shards:

@@ -61,6 +61,20 @@ def _validate(loads: Sequence[float], cores: int, current: Plan) -> list[float]:
     return out
 
 
+def _kept(current: Plan, shards: int, cores: int) -> tuple[int, int, str]:
+    """The (W, E) a short solve keeps: the current one, or the nearest one a plan can have
+    (W <= S, E <= W, W + E <= M) with a message saying so."""
+    w, e = current.working, current.offloading
+    kw, ke = core.keepable_pair(w, e, shards, cores)
+    if (kw, ke) == (w, e):
+        return w, e, ""
+    note = (
+        f"current W={w}, E={e} cannot be kept with {shards} shards and {cores} cores: "
+        f"planned with W={kw}, E={ke}"
+    )
+    return kw, ke, note
+
+
 def _result(
     p: Plan,
     loads: Sequence[float],
@@ -134,7 +148,7 @@ def plan(
         p = lo.plan
         return _result(p, loads, params, backend, lo, t0, float(p.working + p.offloading))
     if mode == "short":
-        w, e = current.working, current.offloading
+        w, e, note = _kept(current, len(loads), cores)
         so = solve_short(
             loads,
             params,
@@ -145,7 +159,10 @@ def plan(
             time_limit_s=short_time_limit_s,
             greedy_deadline_s=greedy_deadline_s,
         )
-        return _result(so.plan, loads, params, backend, so, t0, objective(so.plan, current))
+        msg = "; ".join(x for x in (note, so.message) if x)
+        return _result(
+            so.plan, loads, params, backend, so, t0, objective(so.plan, current), message=msg
+        )
     if mode != "both":
         raise ValueError(f"unknown mode {mode!r}")
     lo = _long(loads, params, cores, backend, long_time_limit_s, greedy_deadline_s)
@@ -257,7 +274,8 @@ class Planner:
             ):
                 hold = True  # same core count: keep the current split, no churn
                 note = "same core count: current split kept"
-        if hold:
+        kw, ke, _ = _kept(current, len(loads), self.cores)
+        if hold and (kw, ke) == (current.working, current.offloading):
             so = solve_short(
                 loads,
                 self.params,
@@ -289,16 +307,25 @@ class Planner:
     def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
         t0 = time.perf_counter()
         loads = _validate(loads, self.cores, current)
+        w, e, note = _kept(current, len(loads), self.cores)
         so = solve_short(
             loads,
             self.params,
-            current.working,
-            current.offloading,
+            w,
+            e,
             current,
             backend=self.backend,
             time_limit_s=self.short_time_limit_s,
             greedy_deadline_s=self.greedy_deadline_s,
         )
+        msg = "; ".join(x for x in (note, so.message) if x)
         return _result(
-            so.plan, loads, self.params, self.backend, so, t0, objective(so.plan, current)
+            so.plan,
+            loads,
+            self.params,
+            self.backend,
+            so,
+            t0,
+            objective(so.plan, current),
+            message=msg,
         )

@@ -47,6 +47,22 @@ def valid_pairs(params: Params, cores: int, shards: int) -> list[tuple[int, int]
     return out
 
 
+def keepable_pair(w: int, e: int, shards: int, cores: int) -> tuple[int, int]:
+    """The (W, E) nearest to (w, e) that a plan can have: every working core holds a shard
+    (W <= S), every offloading core serves a working core (E <= W), W + E <= M."""
+    kw = max(1, min(w, shards, cores))
+    ke = max(0, min(e, kw, cores - kw))
+    return kw, ke
+
+
+def spread(shards: int, w: int, e: int) -> Plan:
+    """A plan of the right shape whatever the loads: shard s on core s mod W, working core i
+    paired with offloading core i mod E, nothing offloaded (needs 1 <= W <= S, E <= W)."""
+    assignment = tuple(s % w for s in range(shards))
+    pairing = {i: i % e for i in range(w)} if e else {}
+    return Plan(w, e, assignment, pairing, tuple([0.0] * shards))
+
+
 def l2_bound(sizes_sorted: Sequence[float], prefix: Sequence[float], cap: float) -> int:
     """Martello-Toth L2 lower bound on the bins of size `cap` for items sorted ascending."""
     n = len(sizes_sorted)
@@ -456,6 +472,8 @@ def balance_plan(
         allp = valid_pairs(params, cores, n)
         most = max(ww + ee for ww, ee in allp)
         pairs = [(w, e) for (w, e) in allp if w + e == most]
+    # a pair no construction can fill (W > S, E > W) would keep the growth loop below going
+    pairs = sorted({keepable_pair(w, e, n, max(cores, w + e)) for w, e in pairs})
     total = float(sum(loads))
     vmax = max(loads, default=0.0)
     sigma = params.sigma
@@ -486,6 +504,10 @@ def balance_plan(
     hi = max(lo, 1e-9) if time.perf_counter() <= deadline else max(lo, safe)
     best = attempt(hi)
     while best is None:  # grow until a construction fits, then bisect
+        if hi >= safe:  # cannot happen for a keepable pair; a shape-only plan ends the loop
+            w, e = ranked[0]
+            shape = spread(n, w, e)
+            return finish(shape.assignment, shape.pairing, loads, w, e, Caps(hi, hi, sigma))
         lo = hi
         hi = hi * 1.25 + 1e-9
         if hi >= safe or time.perf_counter() > deadline:
