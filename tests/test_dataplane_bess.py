@@ -397,10 +397,13 @@ def test_broken_channel_is_a_dataplane_error(rig) -> None:
     assert not rig.dp.health.connected
 
 
-def test_missing_pybess_names_the_path(tmp_path: Path) -> None:
+def test_missing_pybess_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = parse_config({"dataplane": {"pybess_path": str(tmp_path / "no-bess")}})
+    # No pybess anywhere: not imported, and no BESS tree (the BESS-layer tests add theirs) on
+    # the path.
     for name in [m for m in sys.modules if m == "pybess" or m.startswith("pybess.")]:
-        sys.modules.pop(name)
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not (Path(p) / "pybess").is_dir()])
     with pytest.raises(DataplaneError, match=r"cannot import pybess from dataplane\.pybess_path"):
         BessDataplane(cfg).connect()
 

@@ -108,15 +108,16 @@ def test_sigkilled_controller_adopts_the_running_plan_and_loses_nothing(
         second = Controller(tmp_path / "second", cfg)
         second.notify.wait_for("READY", "1", timeout=30)
         after = harness.get_stats(bess)
-        # Adopted, not reset: the same core counts, and nothing sent until it planned.
+        # Adopted, not reset: the same core counts, and nothing sent until it planned (any plan,
+        # the initial W=1 one included, would have moved the data plane's plan id).
         assert (after.working, after.offloading) == (before.working, before.offloading) == (2, 1)
+        assert after.plan_id == before.plan_id, "a plan was sent before the controller planned"
         second.wait_log("adopted the data plane's plan")
         time.sleep(1.5)
         assert second.stop() == 0
-        # It planned from the adopted plan: decisions were written, none of them an initial plan.
-        decisions = read_decisions(tmp_path / "second" / "state" / "decisions.jsonl")
-        kinds = {d["kind"] for d in decisions}
-        assert kinds, "the adopting controller wrote no decision"
+        # Whatever it decided later (a steady load may need no decision), none was an initial plan.
+        log = tmp_path / "second" / "state" / "decisions.jsonl"
+        kinds = {d["kind"] for d in read_decisions(log)} if log.exists() else set()
         assert "initial" not in kinds
         stop_source(bess)
         sent, check, st = drain(bess)
