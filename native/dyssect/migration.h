@@ -20,9 +20,16 @@
 //     Late packets A still gets for s are counted drops (kDropStraggler).
 //  4. B: TryTakeOver(s, B) (between batches) succeeds once the phase is
 //     kReleased AND s.inflight == 0 (every packet A offloaded for s has been
-//     finished by its offloading core). B then processes the buffered packets
-//     in order through the normal path, and only then publishes
-//     {B, -, kOwned}; B's next RX batch comes after the buffer.
+//     finished by its offloading core). B then applies the plan's r_s
+//     (s.takeover_ratio_ppm), processes the buffered packets in order through
+//     the normal path, and only then publishes {B, -, kOwned}; B's next RX
+//     batch comes after the buffer.
+// Until its fence A classifies s with s.ratio_ppm and offloads into its own
+// ring, so the controller leaves r_s > 0 there only if A's ring has a
+// consumer (OffloadRing::has_consumer) and defers the plan's r_s to step 4.
+// Should in-flight packets still sit in a ring without consumer (nothing
+// would finish them), B drops them, counted, after a bound
+// (DrainOrphanedRing) instead of waiting forever.
 // So every packet of s received before the switch is finished before any
 // packet received after it starts, and A and B never touch the shard's table
 // or its flows' state at the same time.
@@ -138,6 +145,8 @@ inline bool TryTakeOver(ShardSet& set, Shard& s, uint32_t core, Drain&& drain) {
   const Ownership o = s.ownership();
   if (o.pending != core || o.phase != ShardPhase::kReleased) return false;
   if (s.inflight.load(std::memory_order_acquire) != 0) return false;
+  const uint32_t ratio = s.takeover_ratio_ppm.exchange(Shard::kNoRatio, std::memory_order_acq_rel);
+  if (ratio != Shard::kNoRatio) s.ratio_ppm.store(ratio, std::memory_order_relaxed);
   drain(s);
   s.own.store(Ownership::Pack(core, kNoCore16, ShardPhase::kOwned), std::memory_order_release);
   s.migrations.fetch_add(1, std::memory_order_relaxed);
@@ -239,6 +248,7 @@ class OffloadRing {
  public:
   static constexpr uint32_t kNone = 0xFFFF;    // no consumer / no pending hand-off
   static constexpr uint32_t kDetach = 0xFFFE;  // pending: hand over to nobody
+  static constexpr uint32_t kRescuer = 0xFFFD;  // consumer: a working core (DrainOrphanedRing)
 
   OffloadRing(uint16_t id, uint32_t capacity) : id_(id), ring(capacity) {}
 
@@ -279,6 +289,34 @@ class OffloadRing {
     return true;
   }
 
+  // Whether something drains the ring: a consumer, or one requested.
+  bool has_consumer() const {
+    const uint32_t cur = state_.load(std::memory_order_acquire);
+    const uint32_t consumer = cur >> 16, pending = cur & 0xFFFF;
+    return (consumer != kNone && consumer != kRescuer) || (pending != kNone && pending != kDetach);
+  }
+
+  // A working core whose take-over waits on packets in this ring while it
+  // has no consumer and none requested: become its consumer for one drain.
+  bool ClaimOrphan() {
+    uint32_t cur = Pack(kNone, kNone);
+    return state_.compare_exchange_strong(cur, Pack(kRescuer, kNone), std::memory_order_acq_rel,
+                                          std::memory_order_acquire);
+  }
+
+  // After the drain: a consumer the controller requested meanwhile (pending)
+  // takes the ring, else it has none again.
+  void ReleaseOrphan() {
+    uint32_t cur = state_.load(std::memory_order_acquire);
+    while (true) {
+      const uint32_t pending = cur & 0xFFFF;
+      const uint32_t next = Pack(pending == kDetach ? kNone : pending, kNone);
+      if (state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+        return;
+    }
+  }
+
   uint32_t consumer() const { return state_.load(std::memory_order_acquire) >> 16; }
   bool handoff_pending() const { return (state_.load(std::memory_order_acquire) & 0xFFFF) != kNone; }
 
@@ -298,6 +336,27 @@ class OffloadRing {
 inline void FinishOffloaded(const OffloadItem& it) {
   it.flow->inflight.fetch_sub(1, std::memory_order_release);
   it.shard->inflight.fetch_sub(1, std::memory_order_release);
+}
+
+// New owner of a shard whose take-over has waited too long for in-flight
+// packets: if they sit in ring r and r has no consumer (none would ever
+// finish them), drops everything queued in r (counted per shard as
+// kDropOffloadOrphaned), finishing each packet as an offloading core would.
+// free(pkt) frees a packet. Returns the packets dropped (0 if r has a
+// consumer, which will finish them).
+template <typename Free>
+inline uint32_t DrainOrphanedRing(OffloadRing& r, Free&& free) {
+  if (!r.ClaimOrphan()) return 0;
+  uint32_t n = 0;
+  OffloadItem it;
+  while (r.ring.Dequeue(&it)) {
+    it.shard->CountDrop(kDropOffloadOrphaned);
+    free(it.pkt);
+    FinishOffloaded(it);
+    n++;
+  }
+  r.ReleaseOrphan();
+  return n;
 }
 
 }  // namespace dyssect

@@ -157,6 +157,7 @@ class Nat {
     uint64_t new_mappings = 0;      // flows that got a pair
     uint64_t pool_empty_drops = 0;  // no free (address, port): packet dropped
     uint64_t state_full_drops = 0;  // NF state pool empty: packet dropped
+    uint64_t fragment_drops = 0;    // IPv4 fragment: cannot be translated, dropped
   };
 
   // slot_name identifies the chain position (shared by all cores' instances).
@@ -193,6 +194,18 @@ class Nat {
     }
     Rewrite(pkt, pp, st->ext_ip, st->ext_port);
     counters_.translated++;
+    return Verdict::kForward;
+  }
+
+  // A packet without a flow (st: its ParsePacket status, not kOk). An IPv4
+  // fragment cannot be translated (later fragments carry no ports) and
+  // forwarding it would leak the private source address: dropped, counted.
+  // Anything else (not IPv4, other protocols, malformed) passes untouched.
+  Verdict ProcessNonFlow(ParseStatus st) {
+    if (st == ParseStatus::kFragment) {
+      counters_.fragment_drops++;
+      return Verdict::kDrop;
+    }
     return Verdict::kForward;
   }
 

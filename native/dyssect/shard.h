@@ -41,12 +41,14 @@ enum ShardDrop : uint32_t {
   kDropHandoffFull,       // pending owner's hand-off buffer full
   kDropStraggler,         // reached the old owner after it released the shard (HW RSS only)
   kDropMisrouted,         // reached a core that neither owns nor takes over the shard
+  kDropOffloadOrphaned,   // in an offload ring without consumer, dropped to end a hand-off
   kNumShardDrops
 };
 
 inline const char* ShardDropName(uint32_t d) {
   static const char* const kNames[kNumShardDrops] = {"table_full", "offload_ring_full",
-                                                     "handoff_full", "straggler", "misrouted"};
+                                                     "handoff_full", "straggler", "misrouted",
+                                                     "offload_orphaned"};
   return d < kNumShardDrops ? kNames[d] : "unknown";
 }
 
@@ -94,6 +96,11 @@ class alignas(kCacheLine) Shard {
     ratio_ppm.store(static_cast<uint32_t>(r * 1e6 + 0.5), std::memory_order_relaxed);
   }
   double offload_ratio() const { return ratio_ppm.load(std::memory_order_relaxed) / 1e6; }
+  static uint32_t RatioPpm(double r) {
+    if (r < 0) r = 0;
+    if (r > 1) r = 1;
+    return static_cast<uint32_t>(r * 1e6 + 0.5);
+  }
 
   // Single-writer counter update (current processor only).
   static void Bump(std::atomic<uint64_t>& c, uint64_t v) {
@@ -105,6 +112,10 @@ class alignas(kCacheLine) Shard {
   std::atomic<uint64_t> own{Ownership::Pack(kNoCore16, kNoCore16, ShardPhase::kOwned)};
   std::atomic<uint32_t> inflight{0};   // offloaded packets of this shard not finished yet
   std::atomic<uint32_t> ratio_ppm{0};  // r_s in millionths
+  // r_s the new owner applies when it takes the shard over (kNoRatio: keep
+  // ratio_ppm): the old owner classifies with ratio_ppm until its fence.
+  static constexpr uint32_t kNoRatio = 0xFFFFFFFFu;
+  std::atomic<uint32_t> takeover_ratio_ppm{kNoRatio};
   // cumulative counters (see header comment)
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
@@ -182,7 +193,9 @@ inline ShardStats ReadShardStats(const Shard& s) {
   st.owner = o.owner;
   st.pending = o.pending;
   st.phase = o.phase;
-  st.offload_ratio = s.offload_ratio();
+  // r_s of the plan: the one the new owner applies at the take-over, if any
+  const uint32_t next = s.takeover_ratio_ppm.load(std::memory_order_relaxed);
+  st.offload_ratio = next != Shard::kNoRatio ? next / 1e6 : s.offload_ratio();
   return st;
 }
 

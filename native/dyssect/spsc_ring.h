@@ -34,6 +34,15 @@ class SpscRing {
 
   uint32_t capacity() const { return cap_; }
 
+  // Items queued, for stats from any thread. Reads the consumer index first:
+  // an item the consumer takes during the call is still counted, never one
+  // that was already gone.
+  uint32_t SizeApprox() const {
+    const uint32_t h = head_.load(std::memory_order_acquire);
+    const uint32_t t = tail_.load(std::memory_order_acquire);
+    return t - h;
+  }
+
   // Producer side. Returns false when full (item not stored).
   bool Enqueue(const T& item) {
     const uint32_t t = tail_.load(std::memory_order_relaxed);

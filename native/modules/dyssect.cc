@@ -42,6 +42,10 @@ double MonotonicSeconds() {
 // empty after the RETA switch before it treats the queue as drained.
 constexpr uint64_t kHwFenceGraceNs = 50 * 1000;
 
+// A take-over still waiting on in-flight packets after this long checks
+// whether they sit in a ring that nobody drains (DrainOrphanedRing).
+constexpr uint64_t kStuckTakeOverNs = 100ull * 1000 * 1000;
+
 // Idle-flow expiry: one shard, 64 entries, every 100 us per working core.
 constexpr uint64_t kExpireEveryNs = 100 * 1000;
 // Granule of a flow's last_seen (2^20 ns, about 1 ms): flows expire at most
@@ -294,6 +298,10 @@ CommandResponse DyssectShardManager::CommandGetStats(
   r.set_window_s(now - last_ts_);
   last_ts_ = now;
 
+  // Every packet that entered is out, dropped (counted), held in a queue, or
+  // in a burst a worker is running. Read downstream first (out and drops,
+  // then the queues from the last to the first a packet can pass, `in`
+  // last): a packet moving meanwhile may be missed, never counted twice.
   uint64_t shard_drops[dyssect::kNumShardDrops] = {};
   uint64_t reclassified = 0;
   for (uint32_t s = 0; s < num_shards; s++) {
@@ -325,12 +333,12 @@ CommandResponse DyssectShardManager::CommandGetStats(
     (*drops)[dyssect::ShardDropName(d)] = shard_drops[d];
   }
   uint64_t mdrops[kNumModuleDrops] = {};
-  uint64_t in = 0, out = 0, inline_pkts = 0;
+  uint64_t in = 0, out = 0, inline_pkts = 0, stuck = 0;
   for (const CounterBlock *b : blocks_) {
-    in += b->in.load(std::memory_order_relaxed);
     inline_pkts += b->inline_pkts.load(std::memory_order_relaxed);
     out += b->out.load(std::memory_order_relaxed);
     reclassified += b->reclassified.load(std::memory_order_relaxed);
+    stuck += b->stuck_handoffs.load(std::memory_order_relaxed);
     for (uint32_t d = 0; d < kNumModuleDrops; d++) {
       mdrops[d] += b->drops[d].load(std::memory_order_relaxed);
     }
@@ -338,6 +346,32 @@ CommandResponse DyssectShardManager::CommandGetStats(
   for (uint32_t d = 0; d < kNumModuleDrops; d++) {
     (*drops)[ModuleDropName(d)] = mdrops[d];
   }
+  uint64_t held_offload = 0, held_backlog = 0, held_handoff = 0, held_rx = 0;
+  for (uint32_t i = 0; i < num_cores; i++) {
+    held_offload += wslots[i].offl->ring.SizeApprox();
+  }
+  for (uint32_t i = 0; i < num_cores; i++) {
+    if (const auto *bl = wslots[i].backlog.load(std::memory_order_acquire)) {
+      held_backlog += bl->SizeApprox();
+    }
+  }
+  for (uint32_t s = 0; s < num_shards; s++) {
+    held_handoff += shards[s].handoff.SizeApprox();
+  }
+  for (uint32_t i = 0; i < num_cores; i++) {
+    const uint64_t deq = wslots[i].rx_deq.load(std::memory_order_acquire);
+    held_rx += wslots[i].rx_enq.load(std::memory_order_acquire) - deq;
+  }
+  for (const CounterBlock *b : blocks_) {
+    in += b->in.load(std::memory_order_acquire);
+  }
+  auto *held = r.mutable_held();
+  (*held)["offload_ring"] = held_offload;
+  (*held)["backlog"] = held_backlog;
+  (*held)["handoff"] = held_handoff;
+  (*held)["rx_ring"] = held_rx;
+  r.set_packets_held(held_offload + held_backlog + held_handoff + held_rx);
+  r.set_stuck_handoffs(stuck);
   r.set_packets_in(in);
   r.set_packets_out(out);
   r.set_packets_inline(inline_pkts);
@@ -430,10 +464,24 @@ CommandResponse DyssectShardManager::CommandApplyPlan(
   for (uint32_t s = 0; s < num_shards; s++) {
     Shard &sh = shards[s];
     const uint32_t to = arg.assignment(s);
+    const uint32_t from = sh.ownership().owner;
     // A working core without an offloading core must not offload: r_s = 0.
-    sh.set_offload_ratio(arg.pairing(to) >= 0 ? arg.offload(s) : 0.0);
-    if (sh.ownership().owner != to && dyssect::BeginMigration(shards, sh, to)) {
+    const uint32_t ratio = Shard::RatioPpm(arg.pairing(to) >= 0 ? arg.offload(s) : 0.0);
+    if (from == to || from >= num_cores) {
+      sh.takeover_ratio_ppm.store(Shard::kNoRatio, std::memory_order_relaxed);
+      sh.ratio_ppm.store(ratio, std::memory_order_relaxed);
+      continue;
+    }
+    // Until its fence the old owner classifies the shard with ratio_ppm and
+    // offloads into its own ring: r_s > 0 there only if that ring is drained.
+    // The new owner applies the plan's r_s when it takes the shard over.
+    sh.takeover_ratio_ppm.store(ratio, std::memory_order_relaxed);
+    sh.ratio_ppm.store(wslots[from].offl->has_consumer() ? ratio : 0, std::memory_order_relaxed);
+    if (dyssect::BeginMigration(shards, sh, to)) {
       migrations++;
+    } else {
+      sh.takeover_ratio_ppm.store(Shard::kNoRatio, std::memory_order_relaxed);
+      sh.ratio_ppm.store(ratio, std::memory_order_relaxed);
     }
   }
   if (hardware && migrations > 0) {
@@ -622,6 +670,7 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
       }
     }
     const uint32_t k = mgr_->wslots[w].rx->EnqueueBurst(out, m);
+    CounterBlock::Bump(mgr_->wslots[w].rx_enq, k);
     if (DYSSECT_UNLIKELY(k != m)) {
       CounterBlock::Bump(cnt_.drops[kDropRxRingFull], m - k);
       for (uint32_t i = k; i < m; i++) {
@@ -702,10 +751,12 @@ CommandResponse DyssectWorkingCore::Init(const dyssect::pb::DyssectWorkingCoreAr
   fences_.reserve(mgr_->num_shards);
   fences_new_.reserve(mgr_->num_shards);
   fence_t0_.assign(mgr_->num_shards, 0);
+  takeover_t0_.assign(mgr_->num_shards, 0);
   if (RegisterTask(nullptr) == INVALID_TASK_ID) {
     return CommandFailure(ENOMEM, "task creation failed");
   }
   mgr_->Register(&cnt_);
+  ws_->backlog.store(backlog_.get(), std::memory_order_release);
   ws_->module.store(this, std::memory_order_release);  // after RegisterTask: see RunToCompletion
   return CommandSuccess();
 }
@@ -721,6 +772,7 @@ void DyssectWorkingCore::DeInit() {
   }
   if (UnregisterFromManager(mgr_name_, mgr_, &cnt_)) {
     ws_->module.store(nullptr, std::memory_order_release);
+    ws_->backlog.store(nullptr, std::memory_order_release);
     ws_->has_module = false;
   }
 }
@@ -990,9 +1042,13 @@ void DyssectWorkingCore::MigrationWork(Context *ctx, bess::PacketBatch *batch) {
       fence_t0_[s] = now_ns_ ? now_ns_ : 1;
       fences_.push_back(Fence{s, false});
     }
+    if (o.pending == slot_ && o.phase == ShardPhase::kReleased &&
+        sh.inflight.load(std::memory_order_acquire) != 0) {
+      ResolveStuckTakeOver(sh, o.owner);
+    }
     if (o.pending == slot_ && o.phase == ShardPhase::kReleased && backlog_->Empty()) {
       in_handoff_drain_ = true;
-      dyssect::TryTakeOver(set, sh, slot_, [&](Shard &shard) {
+      const bool taken = dyssect::TryTakeOver(set, sh, slot_, [&](Shard &shard) {
         bess::Packet *pkts[bess::PacketBatch::kMaxBurst];
         while (true) {
           uint32_t n = 0;
@@ -1007,7 +1063,36 @@ void DyssectWorkingCore::MigrationWork(Context *ctx, bess::PacketBatch *batch) {
         }
       });
       in_handoff_drain_ = false;
+      if (taken) {
+        takeover_t0_[s] = 0;
+      }
     }
+  }
+}
+
+// A take-over waiting on packets offloaded by the old owner: if it has waited
+// kStuckTakeOverNs and they sit in the old owner's ring with no consumer
+// (nothing would ever finish them), drop them (counted) so the take-over
+// proceeds. With a consumer, they will be finished: keep waiting.
+void DyssectWorkingCore::ResolveStuckTakeOver(Shard &sh, uint32_t old_owner) {
+  uint64_t &t0 = takeover_t0_[sh.id()];
+  if (t0 == 0) {
+    t0 = now_ns_ ? now_ns_ : 1;
+    return;
+  }
+  if (now_ns_ - t0 < kStuckTakeOverNs || old_owner >= mgr_->num_cores) {
+    return;
+  }
+  t0 = now_ns_;
+  const uint32_t n = dyssect::DrainOrphanedRing(*mgr_->wslots[old_owner].offl,
+                                                [](dyssect::PacketRef p) {
+                                                  bess::Packet::Free(
+                                                      static_cast<bess::Packet *>(p));
+                                                });
+  if (n != 0) {
+    CounterBlock::Bump(cnt_.stuck_handoffs);
+    LOG(WARNING) << "dyssect: shard " << sh.id() << " take-over by slot " << slot_ << ": dropped "
+                 << n << " packets from slot " << old_owner << "'s offload ring (no consumer)";
   }
 }
 
@@ -1059,6 +1144,15 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
     }
   } else {
     cnt = ws_->rx->DequeueBurst(pkts, burst_);
+    // Counted before any packet moves on (see CommandGetStats). Fences
+    // travel only while a migration is active.
+    uint32_t pkts_n = cnt;
+    if (mgr_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
+      for (uint32_t i = 0; i < cnt; i++) {
+        pkts_n -= IsFence(pkts[i]) ? 1 : 0;
+      }
+    }
+    CounterBlock::Bump(ws_->rx_deq, pkts_n);
   }
   if (cnt == 0) {
     return {.block = true, .packets = 0, .bits = 0};
@@ -1250,7 +1344,13 @@ void DyssectNAT::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
     PacketCtx *c = Ctx(pkt);
     if (c->magic != kCtxMagic || c->flow == nullptr ||
         c->status != static_cast<uint8_t>(ParseStatus::kOk)) {
-      EmitPacket(ctx, pkt);  // no flow: not translated, passed through
+      // no flow: not translated; dropped if it would leak (fragments)
+      const auto st = static_cast<ParseStatus>(c->status);
+      if (c->magic == kCtxMagic && nat_.ProcessNonFlow(st) == dyssect::Nat::Verdict::kDrop) {
+        DropPacket(ctx, pkt);
+      } else {
+        EmitPacket(ctx, pkt);
+      }
       continue;
     }
     if (nat_.Process(pkt->head_data<uint8_t *>(), c->pp, c->flow, partition) ==
@@ -1265,6 +1365,10 @@ void DyssectNAT::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
   if (nc.pool_empty_drops != seen_pool_empty_) {
     CounterBlock::Bump(cnt_.drops[kDropNatPoolEmpty], nc.pool_empty_drops - seen_pool_empty_);
     seen_pool_empty_ = nc.pool_empty_drops;
+  }
+  if (nc.fragment_drops != seen_fragment_) {
+    CounterBlock::Bump(cnt_.drops[kDropFragment], nc.fragment_drops - seen_fragment_);
+    seen_fragment_ = nc.fragment_drops;
   }
   if (nc.state_full_drops != seen_state_full_) {
     CounterBlock::Bump(cnt_.drops[kDropNfStateFull], nc.state_full_drops - seen_state_full_);

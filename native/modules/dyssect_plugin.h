@@ -51,12 +51,13 @@ enum ModuleDrop : uint32_t {
   kDropRxRingFull,     // software steering: working core's RX ring full
   kDropNatPoolEmpty,   // NAT: no free (address, port)
   kDropNfStateFull,    // NF state pool empty
+  kDropFragment,       // NAT: IPv4 fragment (cannot be translated)
   kNumModuleDrops
 };
 
 inline const char* ModuleDropName(uint32_t d) {
   static const char* const kNames[kNumModuleDrops] = {"non_ip", "rx_ring_full", "nat_pool_empty",
-                                                      "nf_state_full"};
+                                                      "nf_state_full", "fragment"};
   return d < kNumModuleDrops ? kNames[d] : "unknown";
 }
 
@@ -66,6 +67,7 @@ struct alignas(64) CounterBlock {
   std::atomic<uint64_t> out{0};  // packets leaving the chain (egress)
   std::atomic<uint64_t> reclassified{0};
   std::atomic<uint64_t> inline_pkts{0};  // dispatcher: handed to a working core directly
+  std::atomic<uint64_t> stuck_handoffs{0};  // take-overs resolved by DrainOrphanedRing
   std::atomic<uint64_t> drops[kNumModuleDrops] = {};
   static void Bump(std::atomic<uint64_t> &c, uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -104,7 +106,13 @@ class DyssectWorkingCore;
 // Working slot: RX ring (software steering) and offload ring.
 struct alignas(64) WorkSlot {
   std::unique_ptr<dyssect::SpscRing<bess::Packet *>> rx;
+  // Packets (not fences) into and out of rx, for the held count in get_stats:
+  // written by the dispatcher and by the slot's working core respectively.
+  std::atomic<uint64_t> rx_enq{0};
+  std::atomic<uint64_t> rx_deq{0};
   std::unique_ptr<dyssect::OffloadRing> offl;
+  // The working core's hand-off backlog (owned by the module), for get_stats.
+  std::atomic<dyssect::SpscRing<bess::Packet *> *> backlog{nullptr};
   std::atomic<bool> has_module{false};
   // The slot's module, for the dispatcher's run-to-completion hand-off:
   // published at the end of its Init (modules may be created while workers
@@ -246,6 +254,7 @@ class DyssectWorkingCore final : public Module {
   void PassNonFlow(Context *ctx, bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
   void SendLocal(bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
   void Flush(Context *ctx);
+  void ResolveStuckTakeOver(dyssect::Shard &sh, uint32_t old_owner);
 
   DyssectShardManager *mgr_ = nullptr;
   std::string mgr_name_;
@@ -263,6 +272,9 @@ class DyssectWorkingCore final : public Module {
   std::vector<Fence> fences_;
   std::vector<uint32_t> fences_new_;
   std::vector<uint64_t> fence_t0_;
+  // per shard: when this core first found its take-over waiting on in-flight
+  // packets (0: not waiting)
+  std::vector<uint64_t> takeover_t0_;
   // Local packets classified during a hand-off drain wait here and go to the
   // chain one batch per RunTask, before any new RX packet is classified.
   std::unique_ptr<dyssect::SpscRing<bess::Packet *>> backlog_;
@@ -330,6 +342,7 @@ class DyssectNAT final : public Module {
   CounterBlock cnt_;
   uint64_t seen_pool_empty_ = 0;
   uint64_t seen_state_full_ = 0;
+  uint64_t seen_fragment_ = 0;
 };
 
 class DyssectCpuNF final : public Module {

@@ -181,6 +181,73 @@ TEST(offload_ring_consumer_handoff) {
   CHECK(r.consumer() == OffloadRing::kNone);
 }
 
+TEST(takeover_applies_the_deferred_ratio) {
+  ShardSet set;
+  REQUIRE(set.Init(1, SmallCfg()) == nullptr);
+  Shard& s = set[0];
+  AssignOwner(s, 0);
+  // The controller keeps r_s = 0 while the old owner classifies (its ring has
+  // no consumer) and defers the plan's 0.8 to the take-over.
+  s.takeover_ratio_ppm.store(Shard::RatioPpm(0.8));
+  s.ratio_ppm.store(0);
+  CHECK(ReadShardStats(s).offload_ratio == 0.8);  // stats show the plan's r_s
+  REQUIRE(BeginMigration(set, s, 1));
+  CHECK(ReleaseShard(s, 0));
+  uint32_t seen_during_drain = 0;
+  CHECK(TryTakeOver(set, s, 1, [&](Shard& sh) { seen_during_drain = sh.ratio_ppm.load(); }));
+  CHECK_EQ(seen_during_drain, 800000u);  // buffered packets already use the plan's r_s
+  CHECK_EQ(s.ratio_ppm.load(), 800000u);
+  CHECK_EQ(s.takeover_ratio_ppm.load(), Shard::kNoRatio);
+}
+
+TEST(orphaned_offload_ring_is_drained_only_without_consumer) {
+  ShardSet set;
+  REQUIRE(set.Init(2, SmallCfg()) == nullptr);
+  FlowEntry f0, f1;
+  int pk[6];
+  OffloadRing r(0, 8);
+  CHECK(!r.has_consumer());
+  // Packets of two shards offloaded into a ring nobody drains.
+  for (int i = 0; i < 6; i++) {
+    FlowEntry* f = i % 2 ? &f1 : &f0;
+    Shard* s = &set[static_cast<uint32_t>(i % 2)];
+    f->inflight.fetch_add(1);
+    s->inflight.fetch_add(1);
+    REQUIRE(r.ring.Enqueue(OffloadItem{&pk[i], f, s}));
+  }
+  std::vector<PacketRef> freed;
+  auto free_pkt = [&](PacketRef p) { freed.push_back(p); };
+  CHECK_EQ(DrainOrphanedRing(r, free_pkt), 6u);
+  CHECK_EQ(freed.size(), 6u);
+  for (int i = 0; i < 6 && i < static_cast<int>(freed.size()); i++) CHECK(freed[i] == &pk[i]);
+  CHECK_EQ(set[0].inflight.load(), 0u);
+  CHECK_EQ(set[1].inflight.load(), 0u);
+  CHECK_EQ(f0.inflight.load(), 0u);
+  CHECK_EQ(f1.inflight.load(), 0u);
+  CHECK_EQ(set[0].drops[kDropOffloadOrphaned].load(), 3u);
+  CHECK_EQ(set[1].drops[kDropOffloadOrphaned].load(), 3u);
+  CHECK(r.consumer() == OffloadRing::kNone);
+  // With a consumer the packets will be finished: nothing is dropped.
+  CHECK(r.RequestConsumer(1));
+  CHECK(r.has_consumer());
+  set[0].inflight.fetch_add(1);
+  f0.inflight.fetch_add(1);
+  REQUIRE(r.ring.Enqueue(OffloadItem{&pk[0], &f0, &set[0]}));
+  CHECK_EQ(DrainOrphanedRing(r, free_pkt), 0u);
+  CHECK_EQ(r.ring.SizeApprox(), 1u);
+  CHECK(r.AcquireForConsume(1));
+  // A consumer requested while a working core drains takes the ring after it.
+  OffloadRing r2(1, 8);
+  REQUIRE(r2.ClaimOrphan());
+  CHECK(!r2.has_consumer());
+  CHECK(!r2.ClaimOrphan());
+  CHECK(r2.RequestConsumer(2));
+  CHECK(r2.has_consumer());
+  CHECK(!r2.AcquireForConsume(2));
+  r2.ReleaseOrphan();
+  CHECK(r2.AcquireForConsume(2));
+}
+
 TEST(stats_window_deltas) {
   ShardSet set;
   REQUIRE(set.Init(2, SmallCfg()) == nullptr);

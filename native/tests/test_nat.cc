@@ -122,6 +122,23 @@ TEST(nat_translation_vs_scratch_checksums) {
   CHECK_EQ(pool.available(), pool.total() - 30000u);
 }
 
+TEST(nat_drops_fragments_and_passes_other_non_flow_packets) {
+  NfRegistry reg;
+  NatPortPool pool;
+  const uint32_t ext = 0xC6336401;
+  REQUIRE(pool.Init(&ext, 1, 20000, 20009, 1) == nullptr);
+  Nat nat;
+  REQUIRE(nat.Init(&reg, &pool, "nat", 64));
+  CHECK(nat.ProcessNonFlow(ParseStatus::kFragment) == Nat::Verdict::kDrop);
+  CHECK(nat.ProcessNonFlow(ParseStatus::kFragment) == Nat::Verdict::kDrop);
+  CHECK_EQ(nat.counters().fragment_drops, 2u);
+  for (ParseStatus st : {ParseStatus::kNotIpv4, ParseStatus::kTruncated, ParseStatus::kBadIpHeader,
+                         ParseStatus::kOtherProto, ParseStatus::kBadL4Header}) {
+    CHECK(nat.ProcessNonFlow(st) == Nat::Verdict::kForward);
+  }
+  CHECK_EQ(nat.counters().fragment_drops, 2u);
+}
+
 TEST(nat_pool_rejects_bad_config) {
   NatPortPool p;
   const uint32_t a[] = {1, 2, 1};

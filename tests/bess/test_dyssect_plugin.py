@@ -385,3 +385,33 @@ def test_run_to_completion_keeps_order_under_migrations(bess: Any) -> None:
     assert sent == check.received
     assert st.packets_in == sent
     assert st.packets_out == check.received
+
+
+def fragment(pkt: bytes, flags_offset: int) -> bytes:
+    """`pkt` with the IPv4 flags/fragment-offset field set (header checksum recomputed)."""
+    ip = bytearray(pkt[14:34])
+    ip[6:8] = flags_offset.to_bytes(2, "big")
+    ip[10:12] = b"\0\0"
+    ip[10:12] = harness.csum(bytes(ip)).to_bytes(2, "big")
+    return pkt[:14] + bytes(ip) + pkt[34:]
+
+
+def test_nat_drops_fragments_instead_of_leaking_private_addresses(bess: Any) -> None:
+    sock = socket_pipeline(bess)
+    whole = harness.ipv4_packet("10.0.0.7", "192.0.2.10", 17, 4444, 53, b"w" * 40)
+    first = fragment(harness.ipv4_packet("10.0.0.8", "192.0.2.10", 17, 5555, 53, b"f" * 40), 0x2000)
+    later = fragment(harness.ipv4_packet("10.0.0.8", "192.0.2.10", 17, 5555, 53, b"l" * 40), 0x0005)
+    tcp_first = fragment(
+        harness.ipv4_packet("10.0.0.9", "192.0.2.10", 6, 6666, 80, b"t" * 40), 0x2000
+    )
+    with harness.running(bess):
+        for pkt in (first, whole, later, tcp_first):
+            sock.send(pkt)
+        got = harness.recv_all(sock, 4, timeout_s=3)
+        st = get_stats(bess)
+    assert len(got) == 1, f"{len(got)} out, expected only the unfragmented one; {st}"
+    out = harness.parse(got[0])
+    assert out.src in EXT and out.payload == b"w" * 40
+    assert st.drops["fragment"] == 3
+    assert st.packets_in == 4 and st.packets_out == 1
+    assert st.packets_in == st.packets_out + harness.total_drops(st) + st.packets_held
