@@ -18,10 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFLIGHT_PLAY = "Preflight every host before changing any"
 
 # Values that fit this machine (2 CPUs): workers 1 and 2 on CPU 1, the controller on CPU 0.
+# The controller's cores are spelled out (they default to dyssect_cores) so that the same
+# values also pass the checks of roles that do not default them.
 GOOD: dict[str, Any] = {
     "dyssect_cores": [1, 2],
     "dyssect_worker_cpus": {2: 1},
     "dyssect_dispatcher_core": 1,
+    "dyssect_controller_cores": [1, 2],
     "dyssect_controller_core": 0,
     "hugepages_2m_count": 0,
     "hugepages_reserved_memory_mb": 0,
@@ -98,8 +101,11 @@ def test_the_good_values_pass(tmp_path: Path) -> None:
 NOT_AN_ARCHIVE = "not-an-archive.tar.gz"
 
 CASES = [
+    # Core 1 for the controller: a list the checks turned into [0] would then pass them.
     pytest.param(
-        {"dyssect_controller_cores": ["2-5"]}, "dyssect_controller_cores", id="cores-range"
+        {"dyssect_controller_cores": ["2-5"], "dyssect_controller_core": 1},
+        "dyssect_controller_cores",
+        id="cores-range",
     ),
     pytest.param({"hugepages_2m_count": "lots"}, "hugepages_2m_count", id="pages-word"),
     pytest.param({"dyssect_controller_user": "root"}, "dyssect_controller_user", id="user-root"),

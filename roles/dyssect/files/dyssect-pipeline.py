@@ -3,8 +3,10 @@
 
 Usage: dyssect-pipeline.py CONFIG.json
 
-The config (rendered by the dyssect role) names the pybess directory, bessd's gRPC address, the
-ports, the shard manager's arguments, the core list and the NF chain. The script resets bessd (so
+The config (rendered by the dyssect role) names the pybess directory, bessd's gRPC address (the
+bess role's unix socket, unix:/run/bess/grpc.sock by default, which only members of its group may
+use: the loader's unit runs with that group), the ports, the shard manager's arguments, the core
+list and the NF chain. The script resets bessd (so
 a rerun never stacks a second pipeline), then builds:
 
   workers      one BESS worker per core of the core list (wid = CPU id, as the controller
