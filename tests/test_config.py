@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dyssect_ctrl.config import (
     Config,
@@ -317,3 +322,153 @@ def test_live_keys_take_new_values_and_the_others_keep_theirs() -> None:
     assert {"model.sigma", "epochs.short_ms"} <= live_keys()
     assert "shards" not in live_keys() and "shards" in restart_keys()
     assert changed_keys(old, merged) == {"model.sigma", "epochs.short_ms"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile files: one bounded line naming the file (and the key when there is one), quickly.
+
+# DYSSECT_FUZZ_EXAMPLES=5000 runs a larger set than the suite's default.
+FUZZ_EXAMPLES = int(os.environ.get("DYSSECT_FUZZ_EXAMPLES", "300"))
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    text = "shards:\n  - &a0 [" + ",".join(["lol"] * width) + "]\n"
+    for i in range(1, levels):
+        text += f"  - &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]\n"
+    return text
+
+
+HOSTILE_YAML = [
+    (_alias_bomb(), "invalid YAML at line 3 column 10: aliases (*name) are not accepted"),
+    ("base: &b {short_ms: 50}\nepochs: *b\n", "aliases (*name) are not accepted"),
+    ("? [a, b]\n: 1\n", "a mapping key must be a plain value"),
+    ("epochs:\n  ? {x: 1}\n  : 2\n", "a mapping key must be a plain value"),
+    ("shards: " + "[" * 100_000 + "\n", "nested deeper than 16 levels"),
+    ("shards: " + "9" * 5000 + "\n", "integer of 5000 digits (at most 20)"),
+    ("model: {sigma: 0." + "1" * 100 + "}\n", "number of 102 characters (at most 64)"),
+    (
+        f"epochs: {{short_ms: {10**20}, long_ms: {10**20}}}\n",
+        "epochs.short_ms: must be <= 60000",
+    ),
+    ("epochs: {short_ms: 1e20}\n", "epochs.short_ms: must be an integer (got float 1e+20)"),
+    ("solver: {short_time_limit_ms: 1e300}\n", "solver.short_time_limit_ms: must be <= 3.6e+06"),
+    ("model: {t_working_us: 1e300}\n", "model.t_working_us: must be <= 1e+06"),
+    ("decision_log: {backups: 1000000}\n", "decision_log.backups: must be <= 100"),
+    (f"decision_log: {{max_bytes: {2**40}}}\n", "decision_log.max_bytes: must be <= 1073741824"),
+    (f"dataplane: {{connect_timeout_ms: {2**40}}}\n", "connect_timeout_ms: must be <= 600000"),
+    (f"epochs: {{scale_down_hysteresis: {2**40}}}\n", "scale_down_hysteresis: must be <= 1000"),
+    ('state_dir: "/tmp/a\\0b"\n', "state_dir: must not contain control characters"),
+    ('dataplane: {pybess_path: "/opt/\\nbess"}\n', "pybess_path: must not contain control char"),
+    ("state_dir: /" + "d" * 5000 + "\n", "state_dir: must be at most 4096 characters"),
+    ('"\\e[31mred\\u202egnp": 1\n', "'\\x1b[31mred\\u202egnp': unknown key"),
+    ("? " + "k" * 500_000 + "\n: 1\n", "... (500000 characters): unknown key"),
+    ("model:\n  ? " + "k" * 500_000 + "\n  : 1\n", "model.'kkk"),
+    ("shards: 2001-02-30\n", "invalid YAML: day is out of range for month"),
+    ("shards: !!python/object:os.system x\n", "could not determine a constructor"),
+    ("1: 2\n", "1: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HOSTILE_YAML, ids=range(len(HOSTILE_YAML)))
+def test_hostile_config_files_give_one_bounded_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert time.perf_counter() - t0 < 2.0
+    line = str(info.value)
+    assert expected in line and line.startswith(f"{path}: ")
+    assert len(line) <= 500 and line.isascii() and line.isprintable()
+
+
+def test_a_config_file_is_read_no_further_than_its_cap() -> None:
+    with pytest.raises(ConfigError, match=r"^/dev/zero: larger than 1048576 bytes$"):
+        load_config("/dev/zero")
+
+
+def test_every_maximum_is_accepted() -> None:
+    c = parse_config(
+        {
+            "epochs": {"short_ms": 60_000, "long_ms": 3_600_000, "scale_down_hysteresis": 1000},
+            "solver": {"short_time_limit_ms": 50_000, "long_time_limit_ms": 3_000_000},
+            "decision_log": {"max_bytes": 1 << 30, "backups": 100},
+            "model": {"sigma": 1000, "t_working_us": 1e6, "slo_priority_us": 1e9},
+            "dataplane": {"connect_timeout_ms": 600_000},
+        }
+    )
+    assert c.epochs.long_ms == 3_600_000 and c.decision_log.backups == 100
+
+
+_SCALARS = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.integers(1, 3000).map(lambda n: "9" * n),
+    st.sampled_from(
+        [
+            "1e20",
+            "1e999",
+            ".nan",
+            "-.inf",
+            "0x7fffffffffffffffffff",
+            "0o777",
+            "190:20:30",
+            "2001-02-30",
+            "~",
+            "yes",
+            "!!binary aGVsbG8=",
+            "!!python/name:os.system",
+            '"\\0"',
+            '"\\u202e"',
+            "&a x",
+            "*a",
+        ]
+    ),
+    st.text(max_size=20).map(lambda t: json.dumps(t)),
+)
+_KEYS = st.one_of(
+    st.sampled_from(
+        ["shards", "epochs", "model", "solver", "state_dir", "decision_log", "dataplane", "?"]
+    ),
+    st.sampled_from(["short_ms", "long_ms", "sigma", "backups", "max_bytes", "pybess_path"]),
+    _SCALARS,
+)
+
+
+@st.composite
+def hostile_yaml(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["tree", "bomb", "nesting", "junk"]))
+    if kind == "junk":
+        return draw(st.text(max_size=300))
+    if kind == "bomb":
+        return _alias_bomb(draw(st.integers(2, 12)), draw(st.integers(1, 12)))
+    if kind == "nesting":
+        depth = draw(st.integers(1, 3000))
+        opener = draw(st.sampled_from(["[", "{a: ", "- "]))
+        if opener == "- ":
+            return "".join("  " * n + "- \n" for n in range(min(depth, 400)))
+        return "shards: " + opener * depth
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        key = draw(_KEYS)
+        if draw(st.booleans()):
+            inner = ", ".join(
+                f"{draw(_KEYS)}: {draw(_SCALARS)}" for _ in range(draw(st.integers(0, 3)))
+            )
+            lines.append(f"{key}: {{{inner}}}")
+        else:
+            lines.append(f"{key}: {draw(_SCALARS)}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(hostile_yaml())
+def test_hostile_config_never_gives_a_traceback(text: str) -> None:
+    t0 = time.perf_counter()
+    try:
+        parse_config(load_yaml_text(text))
+    except ConfigError as e:
+        line = str(e)
+        assert len(line) <= 500 and line.isascii() and line.isprintable(), line
+    assert time.perf_counter() - t0 < 2.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +280,11 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         current=current,
         timestamp=draw(st.floats(0, 1e9)),
         epoch=draw(st.integers(0, 10**9)),
-        drops=draw(st.dictionaries(st.sampled_from(["ring", "queue", "no_core"]), st.integers(0, 2**64 - 1))),
+        drops=draw(
+            st.dictionaries(
+                st.sampled_from(["ring", "queue", "no_core"]), st.integers(0, 2**64 - 1)
+            )
+        ),
     )
 
 
@@ -286,3 +292,160 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
 @given(snapshots())
 def test_dump_then_parse_is_the_identity(snap: Snapshot) -> None:
     assert parse_snapshot_line(json.dumps(dump_snapshot(snap))) == snap
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input: every case is one bounded error line (or a snapshot), never a traceback.
+
+# DYSSECT_FUZZ_EXAMPLES=5000 runs a larger set than the suite's default.
+FUZZ_EXAMPLES = int(os.environ.get("DYSSECT_FUZZ_EXAMPLES", "300"))
+TWO_SHARDS = '"shards":[{"packets":1000,"bytes":1},{"packets":1000,"bytes":1}]'
+
+
+def _pairing(keys: str) -> str:
+    return (
+        '{"cores":4,"window_s":0.1,' + TWO_SHARDS + ',"current":{"working":2,"offloading":1,'
+        '"assignment":[0,1],"pairing":{' + keys + "}}}"
+    )
+
+
+HOSTILE = [
+    # (text, what the one line must contain)
+    (_pairing('"\u00b2":0,"1":0'), "current.pairing: key '\\xb2' is not a working slot number"),
+    (_pairing('"0":0,"\u0661":0'), "current.pairing: key '\\u0661' is not a working slot"),
+    (
+        '{"cores":4,"window_s":0.1,"shards":[{"packets":' + "9" * 5000 + ',"bytes":1}]}',
+        "integer of 5000 digits (at most 20)",
+    ),
+    (
+        '{"cores":4,"window_s":0.1,"shards":[{"packets":' + "9" * 400 + ',"bytes":1}]}',
+        "integer of 400 digits (at most 20)",
+    ),
+    (
+        '{"cores":4,"window_s":0.1,"shards":[{"packets":' + str(2**64) + ',"bytes":1}]}',
+        "shards[0].packets: must be <= 18446744073709551615",
+    ),
+    ("[" * 100_000, "nested deeper than 16 levels"),
+    ('{"a":' * 20 + "1" + "}" * 20, "nested deeper than 16 levels"),
+    ('{"' + "k" * 5_000_000 + '":1}', "... (5000000 characters): unknown field"),
+    ('{"\\u001b[31mred\\u202egnp":1}', "'\\x1b[31mred\\u202egnp': unknown field"),
+    ('{"cores":1000000,"window_s":0.1,"shards":[{"packets":1,"bytes":1}]}', "cores: must be <= 64"),
+    (
+        '{"cores":4,"window_s":0.1,"shards":[' + ",".join(['{"packets":1,"bytes":1}'] * 513) + "]}",
+        "shards: has 513 entries, at most 512",
+    ),
+    ('{"cores":4,"window_s":1e999,"shards":[]}', "window_s: must be a finite number"),
+    ('{"cores":4,"window_s":0.1,"shards":[{"packets":1,"bytes":1}],"drops":{"a b\\n":1}}', "drops"),
+    ("1" + "0" * 30, "integer of 31 digits"),
+    ("0." + "1" * 100, "number of 102 characters (at most 64)"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_snapshots_give_one_bounded_line(text: str, expected: str) -> None:
+    with pytest.raises(SnapshotError) as info:
+        parse_snapshot_line(text)
+    line = str(info.value)
+    assert expected in line
+    assert len(line) <= 400 and line.isascii() and line.isprintable()
+
+
+def test_a_snapshot_file_is_read_no_further_than_its_cap() -> None:
+    with pytest.raises(SnapshotError, match=r"^/dev/zero: larger than 8388608 bytes$"):
+        load_snapshot("/dev/zero")
+
+
+_NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.integers(1, 6000).map(lambda n: "9" * n),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["1e999", "-0", "-0.0", "1e-400", "0." + "1" * 200, "2" * 20 + "e2"]),
+)
+_KEYS = st.one_of(
+    st.sampled_from(["0", "1", "2", "\u00b2", "\u0661", "01", "-1", "", "4294967296", "x"]),
+    st.text(max_size=12),
+)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@st.composite
+def hostile_snapshot_text(draw: st.DrawFn) -> str:
+    """A valid snapshot with one field replaced by something hostile, or plain junk."""
+    kind = draw(st.sampled_from(["field", "number", "nesting", "junk", "key"]))
+    obj = base()
+    if kind == "junk":
+        return draw(st.text(max_size=400))
+    if kind == "nesting":
+        depth = draw(st.integers(1, 3000))
+        opener = draw(st.sampled_from(["[", '{"a":']))
+        closer = "]" if opener == "[" else "}"
+        return opener * depth + "1" + closer * draw(st.integers(0, depth))
+    paths = [
+        ("cores",),
+        ("window_s",),
+        ("epoch",),
+        ("timestamp",),
+        ("current", "working"),
+        ("current", "offloading"),
+        ("current", "assignment"),
+        ("current", "offload"),
+        ("current", "pairing"),
+        ("shards",),
+        ("params",),
+        ("drops",),
+    ]
+    path = draw(st.sampled_from(paths))
+    holder = obj
+    for key in path[:-1]:
+        holder = holder[key]
+    marker = "__HOSTILE__"
+    if kind == "key":
+        holder[path[-1]] = {marker: 0}
+        text = _json_text(obj)
+        return text.replace(f'"{marker}"', _json_text(draw(_KEYS)))
+    holder[path[-1]] = marker
+    text = _json_text(obj)
+    if kind == "number":
+        value = draw(_NUMBERS)
+    else:
+        small = st.one_of(st.integers(-5, 70), st.floats(allow_nan=False), st.text(max_size=5))
+        value = _json_text(
+            draw(
+                st.one_of(
+                    small,
+                    st.lists(small, max_size=600),
+                    st.dictionaries(_KEYS, small, max_size=5),
+                )
+            )
+        )
+    return text.replace(f'"{marker}"', value)
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
+@given(hostile_snapshot_text())
+def test_hostile_snapshots_never_give_a_traceback(text: str) -> None:
+    from dyssect_ctrl import planner
+
+    t0 = time.perf_counter()
+    try:
+        snap = parse_snapshot_line(text)
+    except SnapshotError as e:
+        line = str(e)
+        assert len(line) <= 400 and line.isascii() and line.isprintable(), line
+    else:
+        # What parses is plannable: within the short limit, whatever the current plan.
+        result = planner.plan(
+            snap.loads(),
+            snap.params,
+            snap.cores,
+            snap.current_or_initial(),
+            mode="short",
+            solver="greedy",
+            short_time_limit_s=0.01,
+            greedy_deadline_s=0.005,
+        )
+        assert result.plan.working <= len(snap.shards)
+    assert time.perf_counter() - t0 < 2.0
