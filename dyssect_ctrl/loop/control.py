@@ -146,7 +146,8 @@ class ControlLoop:
             log.warning("config %s changed: takes effect after a restart (old value kept)", key)
         merged = with_live_keys(st.config, new)
         st.config = merged
-        if any(k.startswith(("model.", "solver.", "epochs.scale_down")) for k in live):
+        replan = ("model.", "solver.", "epochs.scale_down", "policy")
+        if any(k.startswith(replan) for k in live):
             self.solving.replan(merged)
         if self.decisions is not None and any(k.startswith("decision_log.") for k in live):
             self.decisions.configure(merged.decision_log.max_bytes, merged.decision_log.backups)

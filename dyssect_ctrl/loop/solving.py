@@ -20,25 +20,16 @@ from dyssect_ctrl.loop.solver_thread import Pending, SolverThread
 from dyssect_ctrl.loop.state import LoopState
 from dyssect_ctrl.loop.status import WEDGED_LONG_EPOCHS
 from dyssect_ctrl.model import PlanResult
-from dyssect_ctrl.planner import Planner
+from dyssect_ctrl.policy import Policy, make_policy
 
 log = logging.getLogger("dyssect_ctrl.loop")
 
-PlannerFactory = Callable[[Config, str], Planner]
+PlannerFactory = Callable[[Config, str], Policy]
 
 
-def make_planner(config: Config, solver: str) -> Planner:
-    s = config.solver
-    return Planner(
-        config.params,
-        config.core_count,
-        config.shards,
-        solver=solver,
-        long_time_limit_s=s.long_time_limit_s,
-        short_time_limit_s=s.short_time_limit_s,
-        greedy_deadline_s=s.greedy_deadline_s,
-        scale_down_hysteresis=config.epochs.scale_down_hysteresis,
-    )
+def make_planner(config: Config, solver: str) -> Policy:
+    """The planner of the config's policy (docs/policies.md); `dyssect` is the Planner."""
+    return make_policy(config, solver)
 
 
 def fallback_reason(text: str) -> str:
@@ -63,7 +54,7 @@ class Solving:
         # A short solve found no plan on the cores it had: the long model runs at the next tick.
         self.force_long = False
         self._infeasible_logged = False
-        self._warm: Planner | None = None  # the planner whose backend is warmed up
+        self._warm: Policy | None = None  # the planner whose backend is warmed up
 
     def warm_up(self) -> None:
         """Pay the solver backend's first-use costs before an epoch starts (once per planner).
