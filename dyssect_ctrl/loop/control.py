@@ -21,7 +21,7 @@ from dyssect_ctrl.loop.state import LoopState
 from dyssect_ctrl.loop.status import Status
 from dyssect_ctrl.metrics import Metrics
 from dyssect_ctrl.model import Plan
-from dyssect_ctrl.planner import Planner
+from dyssect_ctrl.policy import Policy
 from dyssect_ctrl.systemd import Notifier
 
 log = logging.getLogger("dyssect_ctrl.loop")
@@ -204,7 +204,7 @@ class ControlLoop:
         return self.st.last_reading
 
     @property
-    def planner(self) -> Planner:
+    def planner(self) -> Policy:
         return self.solving.planner
 
     @property

@@ -16,7 +16,7 @@ from dyssect_ctrl.loop.applying import Applier
 from dyssect_ctrl.loop.solver_thread import Pending, SolverThread
 from dyssect_ctrl.loop.state import LoopState
 from dyssect_ctrl.model import Params, Plan, PlanResult, core_loads
-from dyssect_ctrl.planner import Planner
+from dyssect_ctrl.policy import Policy
 
 log = logging.getLogger("dyssect_ctrl.loop")
 
@@ -37,7 +37,7 @@ def fits(plan: Plan, loads: list[float], params: Params) -> bool:
 
 
 class Fallback:
-    def __init__(self, st: LoopState, applier: Applier, greedy: Planner) -> None:
+    def __init__(self, st: LoopState, applier: Applier, greedy: Policy) -> None:
         self.st = st
         self.applier = applier
         self.greedy = greedy
