@@ -1,4 +1,4 @@
-# Dyssect BESS plugin build (owned by H4m), included from native/Makefile.
+# Dyssect BESS plugin build, included from native/Makefile.
 #   make -C native plugin BESS_DIR=/path/to/built/bess
 # Builds build/plugin/dyssect.so against a built BESS tree (same flags as its bessd:
 # C++17, -fPIC, the tree's core headers, the DPDK/glog/protobuf pkg-config flags) and

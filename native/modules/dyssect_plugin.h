@@ -4,7 +4,8 @@
 // data, NF state, NAT, CPU NF) lives in native/dyssect/*.h and is unit-tested
 // without BESS; these modules only wire it into BESS tasks and gates.
 //
-// Modules (all in one shared object so they share the manager's data):
+// Modules (one file each in native/modules/, linked into one shared object,
+// dyssect.so, so that they share the manager's data):
 //   DyssectShardManager   the S shards, working/offloading slots, commands
 //   DyssectDispatcher     software steering (Toeplitz over the flow key) for
 //                         ports without RETA updates (virtual devices)
@@ -171,6 +172,7 @@ class DyssectShardManager final : public Module {
 
  private:
   int ProgramReta();
+  CommandResponse ValidatePlan(const dyssect::pb::DyssectCommandApplyPlanArg &arg) const;
 
   std::mutex mu_;
   std::vector<CounterBlock *> blocks_;

@@ -415,3 +415,12 @@ def test_nat_drops_fragments_instead_of_leaking_private_addresses(bess: Any) -> 
     assert st.drops["fragment"] == 3
     assert st.packets_in == 4 and st.packets_out == 1
     assert st.packets_in == st.packets_out + harness.total_drops(st) + st.packets_held
+
+
+def test_nat_rejects_bad_external_addresses(bess: Any) -> None:
+    bess.create_module("DyssectShardManager", "dyssect", {"shards": 4, "cores": [0]})
+    for bad in ["198.51.100", "198.51.100.256", "198.51.100.1x", "", "::1"]:
+        with pytest.raises(bess.Error) as err:
+            bess.create_module("DyssectNAT", "nat_bad", {"ext_addrs": [bad]})
+        assert err.value.code == 22, bad  # EINVAL
+    bess.create_module("DyssectNAT", "nat_ok", {"ext_addrs": ["198.51.100.1"]})

@@ -1,0 +1,32 @@
+// Egress: counts the packets leaving a Dyssect chain (packets_out).
+#include "dyssect_plugin.h"
+
+#include "manager_link.h"
+
+namespace dyssect_bess {
+
+const Commands DyssectEgress::cmds = {};
+
+CommandResponse DyssectEgress::Init(const dyssect::pb::DyssectEgressArg &arg) {
+  mgr_ = FindManager(arg, &mgr_name_);
+  if (mgr_ == nullptr) {
+    return NoManager(mgr_name_);
+  }
+  mgr_->Register(&cnt_);
+  return CommandSuccess();
+}
+
+void DyssectEgress::DeInit() {
+  UnregisterFromManager(mgr_name_, mgr_, &cnt_);
+}
+
+void DyssectEgress::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
+  CounterBlock::Bump(cnt_.out, static_cast<uint64_t>(batch->cnt()));
+  RunNextModule(ctx, batch);
+}
+
+}  // namespace dyssect_bess
+
+using dyssect_bess::DyssectEgress;
+
+ADD_MODULE(DyssectEgress, "dyssect_egress", "counts packets leaving a Dyssect chain")

@@ -1,0 +1,88 @@
+// Offloading core: drains the offload rings it consumes and runs the chain.
+#include "dyssect_plugin.h"
+
+#include <algorithm>
+
+#include "manager_link.h"
+
+namespace dyssect_bess {
+
+const Commands DyssectOffloadingCore::cmds = {};
+
+CommandResponse DyssectOffloadingCore::Init(const dyssect::pb::DyssectOffloadingCoreArg &arg) {
+  mgr_ = FindManager(arg, &mgr_name_);
+  if (mgr_ == nullptr) {
+    return NoManager(mgr_name_);
+  }
+  slot_ = arg.slot();
+  if (slot_ >= mgr_->num_cores) {
+    return CommandFailure(EINVAL, "slot %u out of range (%u cores)", slot_, mgr_->num_cores);
+  }
+  if (mgr_->oslots[slot_].has_module.exchange(true)) {
+    return CommandFailure(EEXIST, "offloading slot %u already has a module", slot_);
+  }
+  if (arg.burst()) {
+    burst_ = std::min<uint32_t>(arg.burst(), bess::PacketBatch::kMaxBurst);
+  }
+  if (RegisterTask(nullptr) == INVALID_TASK_ID) {
+    return CommandFailure(ENOMEM, "task creation failed");
+  }
+  return CommandSuccess();
+}
+
+void DyssectOffloadingCore::DeInit() {
+  if (DyssectShardManager *m = DyssectShardManager::Find(mgr_name_)) {
+    if (m == mgr_) {
+      m->oslots[slot_].has_module = false;
+    }
+  }
+}
+
+// The previous batch has run the whole chain: release its flows and shards.
+void DyssectOffloadingCore::Complete() {
+  for (uint32_t i = 0; i < pend_n_; i++) {
+    dyssect::FinishOffloaded(pend_[i]);
+  }
+  pend_n_ = 0;
+}
+
+struct task_result DyssectOffloadingCore::RunTask(Context *ctx, bess::PacketBatch *batch,
+                                                  void *) {
+  Complete();
+  const uint32_t m = mgr_->num_cores;
+  uint32_t got = 0;
+  // Visit every ring (a pending hand-off away from this core happens at a
+  // visit), dequeue from the first one with packets, round robin.
+  for (uint32_t k = 0; k < m; k++) {
+    uint32_t w = next_ring_ + k;
+    if (w >= m) {
+      w -= m;
+    }
+    dyssect::OffloadRing *ring = mgr_->wslots[w].offl.get();
+    if (!ring->AcquireForConsume(slot_)) {
+      continue;
+    }
+    if (got == 0) {
+      got = ring->ring.DequeueBurst(pend_, burst_);
+      if (got != 0) {
+        next_ring_ = w + 1 >= m ? 0 : w + 1;
+      }
+    }
+  }
+  if (got == 0) {
+    return {.block = true, .packets = 0, .bits = 0};
+  }
+  pend_n_ = got;
+  batch->clear();
+  for (uint32_t i = 0; i < got; i++) {
+    batch->add(static_cast<bess::Packet *>(pend_[i].pkt));
+  }
+  RunNextModule(ctx, batch);
+  return {.block = false, .packets = got, .bits = 0};
+}
+
+}  // namespace dyssect_bess
+
+using dyssect_bess::DyssectOffloadingCore;
+
+ADD_MODULE(DyssectOffloadingCore, "dyssect_o", "Dyssect offloading core")
