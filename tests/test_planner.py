@@ -369,3 +369,56 @@ def test_highs_stops_at_its_time_limit():
         res, cpu = _cpu(lambda: milp.solve_highs(m.milp, 0.03))
         assert res.status in ("feasible", "nosolution")  # unsolved in 30 ms: the test means it
         assert cpu < 0.03 + HIGHS_STRETCH, cpu
+
+
+# A current plan that cannot be kept (W > S, E > W): the short model plans the nearest (W, E)
+# that can exist and says so; nothing loops. M = 5 cores, every (W, E) with W + E <= M, against
+# every shard count from 1 to M + 2. The timeout mark turns a hang into a failure.
+P_ANY_E = Params(sigma=0.4, max_offloading_ratio=1.0)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("solver", ["highs", "greedy"])
+def test_plan_returns_within_its_limit_for_every_w_e_against_every_s(solver):
+    milp.new_highs(1.0)
+    m, limit, greedy_dl = 5, 0.01, 0.002
+    budget = 2 * limit + greedy_dl + HIGHS_STRETCH + 0.01
+    for s in range(1, m + 3):
+        loads = [0.2 + 0.15 * (k % 3) for k in range(s)]
+        for w in range(1, m + 1):
+            for e in range(0, m - w + 1):
+                pairing = {i: i % e for i in range(w)} if e else {}
+                cur = Plan(w, e, tuple(k % w for k in range(s)), pairing, (0.0,) * s)
+                kept = w <= s and e <= w
+                pl = Planner(
+                    P_ANY_E,
+                    m,
+                    s,
+                    solver=solver,
+                    short_time_limit_s=limit,
+                    long_time_limit_s=limit,
+                    greedy_deadline_s=greedy_dl,
+                )
+                res, cpu = _cpu(lambda pl=pl, loads=loads, cur=cur: pl.short(loads, cur))
+                _check(res, loads, P_ANY_E, m)
+                assert cpu < budget, (solver, s, w, e, cpu)
+                assert res.plan.working <= s and res.plan.offloading <= res.plan.working
+                assert ("cannot be kept" in res.message) == (not kept), res.message
+                if kept:
+                    assert (res.plan.working, res.plan.offloading) == (w, e)
+                for mode in ("short", "both"):
+                    res, cpu = _cpu(
+                        lambda loads=loads, cur=cur, mode=mode: plan(
+                            loads,
+                            P_ANY_E,
+                            m,
+                            cur,
+                            mode=mode,
+                            solver=solver,
+                            short_time_limit_s=limit,
+                            long_time_limit_s=limit,
+                            greedy_deadline_s=greedy_dl,
+                        )
+                    )
+                    _check(res, loads, P_ANY_E, m)
+                    assert cpu < budget, (solver, mode, s, w, e, cpu)
