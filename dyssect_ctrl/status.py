@@ -30,6 +30,7 @@ from dyssect_ctrl.config import Config, ConfigError, load_config
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "/etc/dyssect-controller/controller.yaml"  # where the role installs it
+MAX_STATUS_BYTES = 16 << 20  # the status document is a few kB
 
 
 # -- server side (used by the service) ----------------------------------------------------------
@@ -74,11 +75,15 @@ def query_socket(path: str, timeout_s: float = 2.0) -> dict[str, Any]:
         s.settimeout(timeout_s)
         s.connect(path)
         chunks = []
+        size = 0
         while True:
             data = s.recv(65536)
             if not data:
                 break
             chunks.append(data)
+            size += len(data)
+            if size > MAX_STATUS_BYTES:
+                raise ValueError(f"status socket sent more than {MAX_STATUS_BYTES} bytes")
     doc = json.loads(b"".join(chunks))
     if not isinstance(doc, dict):
         raise ValueError("status socket did not answer with a JSON object")
@@ -184,7 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
     config: Config | None = None
-    config_path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None)
+    errors = []
+    config_path = args.config
+    if config_path is None:
+        try:
+            config_path = DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None
+        except OSError as e:  # its directory is 0750 root:<service group>
+            errors.append(
+                f"config {DEFAULT_CONFIG}: {e.strerror} (not in the service's group?); "
+                f"default socket and metrics address tried"
+            )
+            config = Config()
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -199,20 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = f"[{host}]" if ":" in host else host
         metrics_url = f"http://{host}:{config.metrics.port}/metrics"
 
-    errors = []
     doc: dict[str, Any] | None = None
     try:
         doc = query_socket(sock)
     except (OSError, ValueError) as e:
-        errors.append(f"status socket {sock}: {e}")
+        errors.append(f"cannot reach the controller: status socket {sock}: {e}")
     if doc is None and metrics_url:
         try:
             doc = query_metrics(metrics_url)
         except (OSError, ValueError) as e:
-            errors.append(f"metrics {metrics_url}: {e}")
+            errors.append(f"cannot reach the controller: metrics {metrics_url}: {e}")
     if doc is None:
         for line in errors:
-            print(f"dyssect-ctrl status: cannot reach the controller: {line}", file=sys.stderr)
+            print(f"dyssect-ctrl status: {line}", file=sys.stderr)
         return 1
     doc.setdefault("queried_at", time.time())
     if args.json:

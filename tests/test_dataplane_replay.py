@@ -116,3 +116,44 @@ def test_open_dataplane_uses_replay_only_when_asked(tmp_path: Path, caplog) -> N
     bess_cfg = config_dict(tmp_path, replay)
     bess_cfg["dataplane"] = {"kind": "bess", "pybess_path": str(tmp_path / "nowhere")}
     assert open_dataplane(parse_config(bess_cfg)).kind == "bess"
+
+
+def test_hostile_lines_are_rejected_and_the_replay_goes_on(tmp_path: Path) -> None:
+    replay = write_replay(tmp_path / "snaps.jsonl", [0.5, 0.5])
+    good = replay.read_text().splitlines()
+    bad = [
+        "[" * 100_000,
+        '{"cores":4,"window_s":0.1,"shards":[{"packets":' + "9" * 5000 + ',"bytes":1}]}',
+        '{"cores":4,"window_s":0.1,"shards":[{"packets":' + "9" * 400 + ',"bytes":1}]}',
+        '{"\\u001b[31m":1}',
+    ]
+    replay.write_text("\n".join([good[0], *bad, good[1]]) + "\n")
+    config = parse_config(config_dict(tmp_path, replay))
+    dp = ReplayDataplane(config, replay)
+    dp.connect()
+    dp.read()
+    for _ in bad:
+        with pytest.raises(SnapshotRejected) as info:
+            dp.read()
+        line = str(info.value)
+        assert line.startswith("malformed: ") and len(line) <= 500 and line.isascii()
+    dp.read()  # the next good line
+
+
+def test_a_replay_file_past_its_cap_is_refused(tmp_path: Path) -> None:
+    config = parse_config(config_dict(tmp_path, tmp_path / "x"))
+    dp = ReplayDataplane(config, "/dev/zero")
+    with pytest.raises(DataplaneError, match="larger than 268435456 bytes"):
+        dp.connect()
+
+
+def test_the_applied_record_is_rotated_and_memory_bounded(tmp_path: Path) -> None:
+    from dyssect_ctrl.dataplane import replay as replay_mod
+
+    dp = make(tmp_path, [0.5], record_max_bytes=4096)
+    plan = Plan(2, 0, tuple([0, 1] * 8), {}, (0.0,) * 16)
+    for _ in range(replay_mod.KEEP_APPLIED + 50):
+        dp.apply(plan)
+    assert len(dp.applied) == replay_mod.KEEP_APPLIED
+    assert (tmp_path / "applied.jsonl").stat().st_size <= 4096
+    assert (tmp_path / "applied.jsonl.1").stat().st_size <= 4096

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
@@ -147,3 +152,27 @@ def test_default_config_is_where_the_controller_role_installs_it() -> None:
         "{{ dyssect_controller_config_dir }}", defaults["dyssect_controller_config_dir"]
     )
     assert path == DEFAULT_CONFIG
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_status_outside_the_service_group_says_so_without_a_traceback(tmp_path) -> None:
+    locked = tmp_path / "etc"
+    locked.mkdir(mode=0o750)
+    (locked / "controller.yaml").write_text("shards: 16\n")
+    tmp_path.chmod(0o755)
+    code = (
+        "import dyssect_ctrl.status as s; "
+        f"s.DEFAULT_CONFIG = {str(locked / 'controller.yaml')!r}; "
+        f"raise SystemExit(s.main(['--socket', {str(tmp_path / 'none.sock')!r}]))"
+    )
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "Permission denied (not in the service's group?)" in r.stderr

@@ -4,18 +4,22 @@ Each read() returns the next line. Lines without a timestamp or epoch get one (t
 one window); at the end of the file it starts again, shifting time forward so it never runs
 backwards. The `current` plan it reports is the one it was last given (or the first line's, which
 the controller adopts). Applied plans are kept in memory and, when a path is given, appended as
-JSON lines, so a test can check what the "data plane" received. It is only used when the config
-says dataplane.kind: replay, and it says so in every log line that describes it.
+JSON lines, so a test can check what the "data plane" received (the last KEEP_APPLIED in
+memory; the file is rotated past record_max_bytes, one older file kept as <name>.1). It is only
+used when the config says dataplane.kind: replay, and it says so in every log line that
+describes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dyssect_ctrl import inputs
 from dyssect_ctrl.config import Config
 from dyssect_ctrl.dataplane.base import (
     WRAPPED,
@@ -32,6 +36,9 @@ from dyssect_ctrl.snapshot import SnapshotError, decode_json, parse_snapshot
 
 log = logging.getLogger(__name__)
 
+KEEP_APPLIED = 1000
+RECORD_MAX_BYTES = 16 << 20
+
 
 class ReplayDataplane(Dataplane):
     kind = "replay"
@@ -43,12 +50,14 @@ class ReplayDataplane(Dataplane):
         *,
         record_path: str | Path | None = None,
         cycle: bool = True,
+        record_max_bytes: int = RECORD_MAX_BYTES,
     ) -> None:
         super().__init__()
         self.config = config
         self.path = Path(path)
         self.record_path = Path(record_path) if record_path is not None else None
         self.cycle = cycle
+        self.record_max_bytes = record_max_bytes
         self.applied: list[Plan] = []
         self.plan_id = 0
         self._lines: list[str] = []
@@ -66,9 +75,9 @@ class ReplayDataplane(Dataplane):
 
     def connect(self) -> None:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataplaneError(f"replay file {self.path}: {e}") from None
+            text = inputs.read_text(self.path, inputs.MAX_REPLAY_BYTES)
+        except inputs.InputError as e:
+            raise DataplaneError(inputs.one_line(f"replay file {self.path}: {e}")) from None
         self._lines = [line for line in text.splitlines() if line.strip()]
         if not self._lines:
             raise DataplaneError(f"replay file {self.path} has no snapshots")
@@ -134,12 +143,24 @@ class ReplayDataplane(Dataplane):
         self.plan_id += 1
         self._current = plan
         self.applied.append(plan)
+        if len(self.applied) > KEEP_APPLIED:
+            del self.applied[: len(self.applied) - KEEP_APPLIED]
         if self.record_path is not None:
             line = json.dumps({"plan_id": self.plan_id, "plan": plan.to_json()})
-            # One write of a whole line: a reader never sees half a plan.
-            with self.record_path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            self._record(line + "\n")
         return ApplyResult(plan_id=self.plan_id, migrations=migrations)
+
+    def _record(self, line: str) -> None:
+        path = self.record_path
+        assert path is not None
+        try:
+            if path.exists() and path.stat().st_size + len(line) > self.record_max_bytes:
+                os.replace(path, path.with_name(path.name + ".1"))
+            # One write of a whole line: a reader never sees half a plan.
+            with path.open("a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError as e:  # a full disk must not stop the replay; the plan is applied
+            log.error("replay record %s: %s", path, e)
 
     @property
     def current(self) -> Plan | None:
