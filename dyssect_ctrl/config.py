@@ -471,7 +471,10 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not accepted", self.peek_event().start_mark
+                None,
+                None,
+                "aliases (*name) are not accepted",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
             )
         self._depth += 1
         try:
@@ -480,7 +483,7 @@ class _StrictLoader(yaml.SafeLoader):
                     None,
                     None,
                     f"nested deeper than {inputs.MAX_DEPTH} levels",
-                    self.peek_event().start_mark,
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
             return super().compose_node(parent, index)
         finally:
