@@ -1,4 +1,4 @@
-"""The bench's instances, after reference/planner-baseline.md: the loads of one instance, and a
+"""The bench's instances, random and repeatable: the loads of one instance, and a
 random current plan for the short model.
 
 Seed 100000*S + 1000*M + k (+ --seed); total load uniform on [0.5, 0.45*M] cores; even k uniform
