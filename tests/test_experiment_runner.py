@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -245,6 +246,18 @@ def test_the_real_ansible_runner_runs_a_point_on_localhost(tmp_path: Path) -> No
         mode: "0644"
 """
     )
+    # In a fresh interpreter, as `dyssect-ctrl experiment run` is: ansible_runner forks from a
+    # worker thread, and a fork after other tests loaded gRPC into this process crashes the child.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        rec, todo = pool.apply(_run_one_point, (tmp_path, inventory, playbook))
+    assert rec["status"] == "successful", rec.get("error")
+    assert rec["results"]["summary"] == {"plans": 2, "policy": "rsspp"}
+    assert rec["host_facts"].get("ansible_system") == "Linux"
+    assert todo == []  # cached now
+
+
+def _run_one_point(tmp_path: Path, inventory: Path, playbook: Path) -> tuple[dict, list]:
     s = spec_dict([2000], policies=["rsspp"])
     s["repetitions"] = 1
     exp = Experiment(
@@ -256,7 +269,4 @@ def test_the_real_ansible_runner_runs_a_point_on_localhost(tmp_path: Path) -> No
         show_progress=False,
     )
     (rec,) = exp.run()
-    assert rec["status"] == "successful", rec.get("error")
-    assert rec["results"]["summary"] == {"plans": 2, "policy": "rsspp"}
-    assert rec["host_facts"].get("ansible_system") == "Linux"
-    assert exp.todo()[0] == []  # cached now
+    return rec, exp.todo()[0]
