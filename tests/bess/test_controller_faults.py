@@ -159,11 +159,13 @@ def test_bessd_restart_reconnects_within_two_epochs_and_reapplies(
         bessd = harness.start_bessd(bess_tree, plugin.parent, log, port)
         b = harness.connect(bess_cls, bessd)
         harness.seq_pipeline(b, SHARDS, 2, 1, flows=64, rate_pps=5000, workers=WORKERS)
-        epoch_at_pipeline = loop.loop_epoch
+        # Counted in ticks the loop ran: on a busy machine the loop can run late and skip
+        # epochs, and those skipped epochs say nothing about the reconnect backoff.
+        ran_at_pipeline = loop.loop_epoch - loop.st.counts["missed"]
         b.resume_all()
         assert harness.wait_until(lambda: loop.connected, 10)
-        reconnect_epochs = loop.loop_epoch - epoch_at_pipeline
-        assert reconnect_epochs <= 2, f"reconnected after {reconnect_epochs} short epochs"
+        reconnect_ticks = loop.loop_epoch - loop.st.counts["missed"] - ran_at_pipeline
+        assert reconnect_ticks <= 2, f"reconnected after {reconnect_ticks} short epochs"
         assert harness.wait_until(
             lambda: any(
                 d["kind"] == "reapply"
