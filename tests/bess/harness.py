@@ -7,6 +7,7 @@ from the kernel) or come from BESS's Source module for rates Python cannot reach
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import struct
@@ -21,8 +22,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = REPO / "native"
-# Outside native/build (which `make clean` wipes) so a concurrent clean cannot break a run.
-PLUGIN_DIR = Path(os.environ.get("DYSSECT_PLUGIN_OUT", f"/tmp/dyssect-plugin-{os.getuid()}"))
+# Outside native/build (which `make clean` wipes) so a concurrent clean cannot break a run;
+# one folder per checkout so two clones tested at once never load each other's plugin.
+_CHECKOUT = hashlib.sha256(str(REPO).encode()).hexdigest()[:8]
+PLUGIN_DIR = Path(
+    os.environ.get("DYSSECT_PLUGIN_OUT", f"/tmp/dyssect-plugin-{os.getuid()}-{_CHECKOUT}")
+)
 SOCKET_PREFIX = "dyssect_test_"
 
 
