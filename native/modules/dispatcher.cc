@@ -18,7 +18,8 @@ CommandResponse DyssectDispatcher::Init(const dyssect::pb::DyssectDispatcherArg 
   if (mgr_ == nullptr) {
     return NoManager(mgr_name_);
   }
-  if (mgr_->hardware) {
+  plane_ = &mgr_->plane();
+  if (plane_->hardware()) {
     return CommandFailure(EINVAL, "the manager uses hardware steering: no dispatcher needed");
   }
   ring_only_ = arg.ring_only();
@@ -45,9 +46,9 @@ CommandResponse DyssectDispatcher::Init(const dyssect::pb::DyssectDispatcherArg 
   if (RegisterTask(nullptr) == INVALID_TASK_ID) {
     return CommandFailure(ENOMEM, "task creation failed");
   }
-  steer_.resize(mgr_->num_shards);
-  for (uint32_t s = 0; s < mgr_->num_shards; s++) {
-    steer_[s] = static_cast<uint16_t>(mgr_->shards[s].ownership().owner);
+  steer_.resize(plane_->num_shards());
+  for (uint32_t s = 0; s < plane_->num_shards(); s++) {
+    steer_[s] = static_cast<uint16_t>(plane_->shards[s].ownership().owner);
   }
   mgr_->Register(&cnt_);
   return CommandSuccess();
@@ -65,19 +66,19 @@ void DyssectDispatcher::DeInit() {
 // fence marker in the old owner's queue: everything before the marker was
 // steered to the old owner, everything after goes to the new one.
 void DyssectDispatcher::ApplySteering() {
-  const uint64_t gen = mgr_->plan_gen.load(std::memory_order_acquire);
+  const uint64_t gen = plane_->plan_gen.load(std::memory_order_acquire);
   if (gen == seen_gen_ && !steering_pending_) {
     return;
   }
   seen_gen_ = gen;
   steering_pending_ = false;
-  for (uint32_t s = 0; s < mgr_->num_shards; s++) {
-    const Ownership o = mgr_->shards[s].ownership();
+  for (uint32_t s = 0; s < plane_->num_shards(); s++) {
+    const Ownership o = plane_->shards[s].ownership();
     if (o.phase != ShardPhase::kMigrating || o.pending == dyssect::kNoCore16 ||
         steer_[s] == o.pending) {
       continue;
     }
-    if (mgr_->wslots[steer_[s]].rx->Enqueue(MakeFence(s))) {
+    if (plane_->wslots[steer_[s]].rx->Enqueue(MakeFence(s))) {
       steer_[s] = static_cast<uint16_t>(o.pending);
     } else {
       steering_pending_ = true;  // old owner's queue full: retry on the next call
@@ -87,12 +88,12 @@ void DyssectDispatcher::ApplySteering() {
 
 void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt,
                                  bess::PacketBatch *spare) {
-  const uint32_t mask = mgr_->num_shards - 1;
+  const uint32_t mask = plane_->num_shards() - 1;
   // Locals: the scratchpad stores below may alias anything, so members read
   // through `this` would be reloaded for every packet.
-  const dyssect::ToeplitzLow16 &hasher = mgr_->shard_hasher;
+  const dyssect::ToeplitzLow16 &hasher = plane_->shard_hasher();
   const uint16_t *steer = steer_.data();
-  const bool drop_non_flow = mgr_->drop_non_flow;
+  const bool drop_non_flow = plane_->drop_non_flow();
   CounterBlock::Bump(cnt_.in, cnt);
   bess::Packet *keep[bess::PacketBatch::kMaxBurst];
   uint16_t slot_of[bess::PacketBatch::kMaxBurst];
@@ -149,15 +150,15 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
       }
     }
     if (spare_free) {
-      DyssectWorkingCore *wc = mgr_->wslots[w].module.load(std::memory_order_acquire);
+      DyssectWorkingCore *wc = plane_->wslots[w].module.load(std::memory_order_acquire);
       if (wc != nullptr && wc->RunToCompletion(ctx, out, m, spare)) {
         spare_free = false;
         inline_pkts += m;
         continue;
       }
     }
-    const uint32_t k = mgr_->wslots[w].rx->EnqueueBurst(out, m);
-    CounterBlock::Bump(mgr_->wslots[w].rx_enq, k);
+    const uint32_t k = plane_->wslots[w].rx->EnqueueBurst(out, m);
+    CounterBlock::Bump(plane_->wslots[w].rx_enq, k);
     if (DYSSECT_UNLIKELY(k != m)) {
       CounterBlock::Bump(cnt_.drops[kDropRxRingFull], m - k);
       for (uint32_t i = k; i < m; i++) {

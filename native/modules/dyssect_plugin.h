@@ -125,6 +125,48 @@ struct alignas(64) OffSlot {
   std::atomic<bool> has_module{false};
 };
 
+// What a shard manager shares with its sibling modules, owned by the manager
+// and reached through DyssectShardManager::plane(). The configuration is
+// fixed at the manager's Init and read-only to the siblings (getters); the
+// shared state below it follows the thread rules of each part (shard.h,
+// migration.h, the slots above).
+class SharedPlane {
+ public:
+  // Top flow shares published by each shard's owner after ranking.
+  struct alignas(64) TopShares {
+    std::atomic<uint32_t> n{0};
+    std::atomic<double> share[16];
+  };
+
+  uint32_t num_shards() const { return num_shards_; }
+  uint32_t num_cores() const { return num_cores_; }
+  uint32_t flow_capacity() const { return flow_capacity_; }  // flows per shard
+  bool hardware() const { return hardware_; }  // hardware RSS (RETA), else software steering
+  bool drop_non_flow() const { return drop_non_flow_; }
+  const dyssect::ToeplitzHasher &hasher() const { return hasher_; }
+  // The software dispatcher's: the shard needs 16 bits.
+  const dyssect::ToeplitzLow16 &shard_hasher() const { return shard_hasher_; }
+
+  dyssect::ShardSet shards;
+  std::unique_ptr<WorkSlot[]> wslots;  // num_cores() slots
+  std::unique_ptr<OffSlot[]> oslots;   // num_cores() slots
+  std::unique_ptr<TopShares[]> top;    // num_shards() entries
+  std::atomic<uint64_t> plan_gen{0};   // bumped by every applied plan
+  std::atomic<uint64_t> idle_timeout_ns{10ull * 1000 * 1000 * 1000};
+  dyssect::NfRegistry nf;
+
+ private:
+  friend class DyssectShardManager;
+
+  uint32_t num_shards_ = 0;
+  uint32_t num_cores_ = 0;
+  uint32_t flow_capacity_ = 0;
+  bool hardware_ = false;
+  bool drop_non_flow_ = false;
+  dyssect::ToeplitzHasher hasher_;
+  dyssect::ToeplitzLow16 shard_hasher_;
+};
+
 class DyssectShardManager final : public Module {
  public:
   static const gate_idx_t kNumIGates = 0;
@@ -147,33 +189,16 @@ class DyssectShardManager final : public Module {
   dyssect::NatPortPool *NatPool(const std::string &name, const std::vector<uint32_t> &addrs,
                                 uint16_t port_min, uint16_t port_max, std::string *err);
 
-  // --- shared with the sibling modules (read-mostly after Init) ---
-  uint32_t num_shards = 0;
-  uint32_t num_cores = 0;
-  bool hardware = false;
-  bool drop_non_flow = false;
-  uint16_t dpdk_port = 0;
-  uint32_t reta_size = 0;
-  dyssect::ShardSet shards;
-  std::unique_ptr<WorkSlot[]> wslots;
-  std::unique_ptr<OffSlot[]> oslots;
-  std::atomic<uint64_t> plan_gen{0};
-  std::atomic<uint64_t> idle_timeout_ns{10ull * 1000 * 1000 * 1000};
-  dyssect::NfRegistry nf;
-  dyssect::ToeplitzHasher hasher;
-  dyssect::ToeplitzLow16 shard_hasher;  // the software dispatcher's: the shard needs 16 bits
-  uint32_t flow_capacity = 0;
-  // top flow shares published by each shard's processor after ranking
-  struct alignas(64) TopShares {
-    std::atomic<uint32_t> n{0};
-    std::atomic<double> share[16];
-  };
-  std::unique_ptr<TopShares[]> top;
+  // The shared plane, for the sibling modules.
+  SharedPlane &plane() { return p_; }
 
  private:
   int ProgramReta();
   CommandResponse ValidatePlan(const dyssect::pb::DyssectCommandApplyPlanArg &arg) const;
 
+  SharedPlane p_;
+  uint16_t dpdk_port_ = 0;
+  uint32_t reta_size_ = 0;
   std::mutex mu_;
   std::vector<CounterBlock *> blocks_;
   std::map<std::string, std::unique_ptr<dyssect::NatPortPool>> nat_pools_;
@@ -207,6 +232,7 @@ class DyssectDispatcher final : public Module {
   void Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *spare);
 
   DyssectShardManager *mgr_ = nullptr;
+  SharedPlane *plane_ = nullptr;  // mgr_->plane()
   std::string mgr_name_;
   Port *port_ = nullptr;
   uint32_t qid_ = 0;
@@ -259,6 +285,7 @@ class DyssectWorkingCore final : public Module {
   void ResolveStuckTakeOver(dyssect::Shard &sh, uint32_t old_owner);
 
   DyssectShardManager *mgr_ = nullptr;
+  SharedPlane *plane_ = nullptr;  // mgr_->plane()
   std::string mgr_name_;
   uint32_t slot_ = 0;
   WorkSlot *ws_ = nullptr;
@@ -300,6 +327,7 @@ class DyssectOffloadingCore final : public Module {
   void Complete();
 
   DyssectShardManager *mgr_ = nullptr;
+  SharedPlane *plane_ = nullptr;  // mgr_->plane()
   std::string mgr_name_;
   uint32_t slot_ = 0;
   uint32_t burst_ = bess::PacketBatch::kMaxBurst;
@@ -339,6 +367,7 @@ class DyssectNAT final : public Module {
 
  private:
   DyssectShardManager *mgr_ = nullptr;
+  SharedPlane *plane_ = nullptr;  // mgr_->plane()
   std::string mgr_name_;
   dyssect::Nat nat_;
   CounterBlock cnt_;
@@ -375,6 +404,7 @@ class DyssectPlainClassifier final : public Module {
 
  private:
   DyssectShardManager *mgr_ = nullptr;
+  SharedPlane *plane_ = nullptr;  // mgr_->plane()
   std::string mgr_name_;
   std::unique_ptr<dyssect::FlowTable> table_;
 };

@@ -16,6 +16,7 @@ CommandResponse DyssectNAT::Init(const dyssect::pb::DyssectNATArg &arg) {
   if (mgr_ == nullptr) {
     return NoManager(mgr_name_);
   }
+  plane_ = &mgr_->plane();
   std::vector<uint32_t> addrs;
   // Not bess::utils::ParseIpv4Address: it accepts trailing characters
   // ("198.51.100.1x"), which this rejects.
@@ -41,7 +42,7 @@ CommandResponse DyssectNAT::Init(const dyssect::pb::DyssectNATArg &arg) {
   if (pool == nullptr) {
     return CommandFailure(EINVAL, "%s", err.c_str());
   }
-  if (!nat_.Init(&mgr_->nf, pool, "nat", mgr_->num_shards * mgr_->flow_capacity)) {
+  if (!nat_.Init(&plane_->nf, pool, "nat", plane_->num_shards() * plane_->flow_capacity())) {
     return CommandFailure(ENOMEM, "NF state slot 'nat' unavailable");
   }
   mgr_->Register(&cnt_);

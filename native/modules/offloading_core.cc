@@ -14,11 +14,12 @@ CommandResponse DyssectOffloadingCore::Init(const dyssect::pb::DyssectOffloading
   if (mgr_ == nullptr) {
     return NoManager(mgr_name_);
   }
+  plane_ = &mgr_->plane();
   slot_ = arg.slot();
-  if (slot_ >= mgr_->num_cores) {
-    return CommandFailure(EINVAL, "slot %u out of range (%u cores)", slot_, mgr_->num_cores);
+  if (slot_ >= plane_->num_cores()) {
+    return CommandFailure(EINVAL, "slot %u out of range (%u cores)", slot_, plane_->num_cores());
   }
-  if (mgr_->oslots[slot_].has_module.exchange(true)) {
+  if (plane_->oslots[slot_].has_module.exchange(true)) {
     return CommandFailure(EEXIST, "offloading slot %u already has a module", slot_);
   }
   if (arg.burst()) {
@@ -33,7 +34,7 @@ CommandResponse DyssectOffloadingCore::Init(const dyssect::pb::DyssectOffloading
 void DyssectOffloadingCore::DeInit() {
   if (DyssectShardManager *m = DyssectShardManager::Find(mgr_name_)) {
     if (m == mgr_) {
-      m->oslots[slot_].has_module = false;
+      plane_->oslots[slot_].has_module = false;
     }
   }
 }
@@ -49,7 +50,7 @@ void DyssectOffloadingCore::Complete() {
 struct task_result DyssectOffloadingCore::RunTask(Context *ctx, bess::PacketBatch *batch,
                                                   void *) {
   Complete();
-  const uint32_t m = mgr_->num_cores;
+  const uint32_t m = plane_->num_cores();
   uint32_t got = 0;
   // Visit every ring (a pending hand-off away from this core happens at a
   // visit), dequeue from the first one with packets, round robin.
@@ -58,7 +59,7 @@ struct task_result DyssectOffloadingCore::RunTask(Context *ctx, bess::PacketBatc
     if (w >= m) {
       w -= m;
     }
-    dyssect::OffloadRing *ring = mgr_->wslots[w].offl.get();
+    dyssect::OffloadRing *ring = plane_->wslots[w].offl.get();
     if (!ring->AcquireForConsume(slot_)) {
       continue;
     }

@@ -15,7 +15,8 @@ CommandResponse DyssectPlainClassifier::Init(const dyssect::pb::DyssectPlainClas
   if (mgr_ == nullptr) {
     return NoManager(mgr_name_);
   }
-  table_.reset(new dyssect::FlowTable(mgr_->num_shards * mgr_->flow_capacity));
+  plane_ = &mgr_->plane();
+  table_.reset(new dyssect::FlowTable(plane_->num_shards() * plane_->flow_capacity()));
   return CommandSuccess();
 }
 

@@ -49,8 +49,8 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
   do {
     instance_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   } while (instance_ == 0);
-  num_shards = arg.shards() ? arg.shards() : 16;
-  if (const char *err = dyssect::CheckShardConfig(num_shards, 0)) {
+  p_.num_shards_ = arg.shards() ? arg.shards() : 16;
+  if (const char *err = dyssect::CheckShardConfig(p_.num_shards_, 0)) {
     return CommandFailure(EINVAL, "%s", err);
   }
   std::vector<uint32_t> cores(arg.cores().begin(), arg.cores().end());
@@ -60,25 +60,26 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
   if (cores.size() > static_cast<size_t>(Worker::kMaxWorkers)) {
     return CommandFailure(EINVAL, "at most %d cores", Worker::kMaxWorkers);
   }
-  num_cores = static_cast<uint32_t>(cores.size());
+  p_.num_cores_ = static_cast<uint32_t>(cores.size());
   const uint32_t working = arg.working() ? arg.working() : 1;
-  if (working > num_cores) {
-    return CommandFailure(EINVAL, "working (%u) exceeds the core list (%u)", working, num_cores);
+  if (working > p_.num_cores_) {
+    return CommandFailure(EINVAL, "working (%u) exceeds the core list (%u)", working,
+                          p_.num_cores_);
   }
-  flow_capacity = arg.flow_table_size() ? arg.flow_table_size()
-                                        : std::max<uint32_t>(256, 65536 / num_shards);
+  p_.flow_capacity_ = arg.flow_table_size() ? arg.flow_table_size()
+                                             : std::max<uint32_t>(256, 65536 / p_.num_shards_);
   dyssect::ShardConfig cfg;
-  cfg.flow_capacity = flow_capacity;
+  cfg.flow_capacity = p_.flow_capacity_;
   cfg.handoff_capacity = arg.migration_buffer() ? arg.migration_buffer() : 4096;
-  if (const char *err = shards.Init(num_shards, cfg)) {
+  if (const char *err = p_.shards.Init(p_.num_shards_, cfg)) {
     return CommandFailure(EINVAL, "%s", err);
   }
-  for (uint32_t s = 0; s < num_shards; s++) {
-    dyssect::AssignOwner(shards[s], s % working);
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
+    dyssect::AssignOwner(p_.shards[s], s % working);
   }
-  drop_non_flow = arg.drop_non_flow();
+  p_.drop_non_flow_ = arg.drop_non_flow();
   if (arg.flow_idle_timeout_ms()) {
-    idle_timeout_ns = static_cast<uint64_t>(arg.flow_idle_timeout_ms()) * 1000000ull;
+    p_.idle_timeout_ns = static_cast<uint64_t>(arg.flow_idle_timeout_ms()) * 1000000ull;
   }
   if (arg.window_s() > 0) {
     window_s_ = arg.window_s();
@@ -91,18 +92,18 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
   if (steering != "auto" && steering != "software" && steering != "hardware") {
     return CommandFailure(EINVAL, "steering must be auto, software or hardware");
   }
-  hardware = false;
+  p_.hardware_ = false;
   if (steering != "software" && arg.has_dpdk_port()) {
     rte_eth_dev_info info;
-    dpdk_port = static_cast<uint16_t>(arg.dpdk_port());
-    if (rte_eth_dev_is_valid_port(dpdk_port) && rte_eth_dev_info_get(dpdk_port, &info) == 0 &&
-        info.reta_size > 0 && info.nb_rx_queues >= num_cores &&
-        dyssect::CheckShardConfig(num_shards, info.reta_size) == nullptr) {
-      reta_size = info.reta_size;
-      hardware = true;
+    dpdk_port_ = static_cast<uint16_t>(arg.dpdk_port());
+    if (rte_eth_dev_is_valid_port(dpdk_port_) && rte_eth_dev_info_get(dpdk_port_, &info) == 0 &&
+        info.reta_size > 0 && info.nb_rx_queues >= p_.num_cores_ &&
+        dyssect::CheckShardConfig(p_.num_shards_, info.reta_size) == nullptr) {
+      reta_size_ = info.reta_size;
+      p_.hardware_ = true;
     }
   }
-  if (steering == "hardware" && !hardware) {
+  if (steering == "hardware" && !p_.hardware_) {
     return CommandFailure(EINVAL,
                           "hardware steering needs dpdk_port with a RETA whose size is a "
                           "multiple of the shard count and one RX queue per core");
@@ -110,24 +111,24 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
 
   const uint32_t rx_cap = arg.rx_ring() ? arg.rx_ring() : 16384;
   const uint32_t off_cap = arg.offload_ring() ? arg.offload_ring() : 16384;
-  wslots.reset(new WorkSlot[num_cores]);
-  oslots.reset(new OffSlot[num_cores]);
-  for (uint32_t i = 0; i < num_cores; i++) {
-    if (!hardware) {
-      wslots[i].rx.reset(new dyssect::SpscRing<bess::Packet *>(rx_cap));
+  p_.wslots.reset(new WorkSlot[p_.num_cores_]);
+  p_.oslots.reset(new OffSlot[p_.num_cores_]);
+  for (uint32_t i = 0; i < p_.num_cores_; i++) {
+    if (!p_.hardware_) {
+      p_.wslots[i].rx.reset(new dyssect::SpscRing<bess::Packet *>(rx_cap));
     }
-    wslots[i].offl.reset(new dyssect::OffloadRing(static_cast<uint16_t>(i), off_cap));
+    p_.wslots[i].offl.reset(new dyssect::OffloadRing(static_cast<uint16_t>(i), off_cap));
   }
-  top.reset(new TopShares[num_shards]);
-  window_.Init(num_shards);
-  deltas_.resize(num_shards);
+  p_.top.reset(new SharedPlane::TopShares[p_.num_shards_]);
+  window_.Init(p_.num_shards_);
+  deltas_.resize(p_.num_shards_);
   n_working_ = working;
   n_offloading_ = 0;
   pairing_.assign(working, -1);
   last_ts_ = MonotonicSeconds();
 
-  if (hardware && ProgramReta() != 0) {
-    return CommandFailure(EIO, "RETA update failed on DPDK port %u", dpdk_port);
+  if (p_.hardware_ && ProgramReta() != 0) {
+    return CommandFailure(EIO, "RETA update failed on DPDK port %u", dpdk_port_);
   }
 
   std::lock_guard<std::mutex> lock(g_registry_mu);
@@ -140,21 +141,21 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
 
 void DyssectShardManager::DeInit() {
   // Workers are paused when a module is destroyed: free what is still queued.
-  for (uint32_t i = 0; wslots && i < num_cores; i++) {
+  for (uint32_t i = 0; p_.wslots && i < p_.num_cores_; i++) {
     bess::Packet *p;
-    while (wslots[i].rx && wslots[i].rx->Dequeue(&p)) {
+    while (p_.wslots[i].rx && p_.wslots[i].rx->Dequeue(&p)) {
       if (!IsFence(p)) {
         bess::Packet::Free(p);
       }
     }
     dyssect::OffloadItem it;
-    while (wslots[i].offl && wslots[i].offl->ring.Dequeue(&it)) {
+    while (p_.wslots[i].offl && p_.wslots[i].offl->ring.Dequeue(&it)) {
       bess::Packet::Free(static_cast<bess::Packet *>(it.pkt));
     }
   }
-  for (uint32_t s = 0; s < shards.size(); s++) {
+  for (uint32_t s = 0; s < p_.shards.size(); s++) {
     dyssect::PacketRef ref;
-    while (shards[s].handoff.Dequeue(&ref)) {
+    while (p_.shards[s].handoff.Dequeue(&ref)) {
       bess::Packet::Free(static_cast<bess::Packet *>(ref));
     }
   }
@@ -166,8 +167,8 @@ void DyssectShardManager::DeInit() {
 }
 
 std::string DyssectShardManager::GetDesc() const {
-  return std::to_string(num_shards) + " shards, " + std::to_string(num_cores) + " cores, " +
-         (hardware ? "hardware RSS" : "software steering");
+  return std::to_string(p_.num_shards_) + " shards, " + std::to_string(p_.num_cores_) +
+         " cores, " + (p_.hardware_ ? "hardware RSS" : "software steering");
 }
 
 void DyssectShardManager::Register(CounterBlock *b) {
@@ -199,7 +200,7 @@ dyssect::NatPortPool *DyssectShardManager::NatPool(const std::string &pool_name,
   }
   std::unique_ptr<dyssect::NatPortPool> pool(new dyssect::NatPortPool());
   if (const char *e = pool->Init(addrs.data(), static_cast<uint32_t>(addrs.size()), port_min,
-                                 port_max, num_cores)) {
+                                 port_max, p_.num_cores_)) {
     *err = e;
     return nullptr;
   }
@@ -212,23 +213,23 @@ dyssect::NatPortPool *DyssectShardManager::NatPool(const std::string &pool_name,
 // Points every RETA entry k at the RX queue (= working slot) of the core that
 // receives shard k & (S-1): the pending owner while a shard migrates.
 int DyssectShardManager::ProgramReta() {
-  std::vector<uint16_t> shard_queue(num_shards);
-  for (uint32_t s = 0; s < num_shards; s++) {
-    const Ownership o = shards[s].ownership();
+  std::vector<uint16_t> shard_queue(p_.num_shards_);
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
+    const Ownership o = p_.shards[s].ownership();
     shard_queue[s] = static_cast<uint16_t>(
         o.phase != ShardPhase::kOwned && o.pending != dyssect::kNoCore16 ? o.pending : o.owner);
   }
-  std::vector<uint16_t> reta(reta_size);
-  if (!dyssect::BuildReta(shard_queue.data(), num_shards, reta.data(), reta_size)) {
+  std::vector<uint16_t> reta(reta_size_);
+  if (!dyssect::BuildReta(shard_queue.data(), p_.num_shards_, reta.data(), reta_size_)) {
     return -EINVAL;
   }
-  std::vector<rte_eth_rss_reta_entry64> conf(reta_size / RTE_ETH_RETA_GROUP_SIZE);
-  for (uint32_t k = 0; k < reta_size; k++) {
+  std::vector<rte_eth_rss_reta_entry64> conf(reta_size_ / RTE_ETH_RETA_GROUP_SIZE);
+  for (uint32_t k = 0; k < reta_size_; k++) {
     auto &g = conf[k / RTE_ETH_RETA_GROUP_SIZE];
     g.mask = ~0ull;
     g.reta[k % RTE_ETH_RETA_GROUP_SIZE] = reta[k];
   }
-  return rte_eth_dev_rss_reta_update(dpdk_port, conf.data(), static_cast<uint16_t>(reta_size));
+  return rte_eth_dev_rss_reta_update(dpdk_port_, conf.data(), static_cast<uint16_t>(reta_size_));
 }
 
 CommandResponse DyssectShardManager::CommandGetStats(
@@ -239,9 +240,9 @@ CommandResponse DyssectShardManager::CommandGetStats(
   // Closing the window: owners re-rank their flows on the next packet of each
   // shard, and the per-window packets/bytes are differences of cumulative
   // counters (no reset race).
-  shards.AdvanceWindow();
-  window_.Swap(shards, deltas_.data());
-  r.set_epoch(shards.epoch());
+  p_.shards.AdvanceWindow();
+  window_.Swap(p_.shards, deltas_.data());
+  r.set_epoch(p_.shards.epoch());
   r.set_timestamp_s(now);
   r.set_window_s(now - last_ts_);
   last_ts_ = now;
@@ -252,8 +253,8 @@ CommandResponse DyssectShardManager::CommandGetStats(
   // last): a packet moving meanwhile may be missed, never counted twice.
   uint64_t shard_drops[dyssect::kNumShardDrops] = {};
   uint64_t reclassified = 0;
-  for (uint32_t s = 0; s < num_shards; s++) {
-    Shard &sh = shards[s];
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
+    Shard &sh = p_.shards[s];
     const dyssect::ShardStats st = dyssect::ReadShardStats(sh);
     auto *out = r.add_shards();
     out->set_packets(deltas_[s].packets);
@@ -263,9 +264,9 @@ CommandResponse DyssectShardManager::CommandGetStats(
                                                             : static_cast<int32_t>(st.pending));
     out->set_offload(st.offload_ratio);
     out->set_flows(st.flows);
-    const uint32_t n = std::min<uint32_t>(top[s].n.load(std::memory_order_acquire), 16);
+    const uint32_t n = std::min<uint32_t>(p_.top[s].n.load(std::memory_order_acquire), 16);
     for (uint32_t i = 0; i < n; i++) {
-      out->add_top_flow_shares(top[s].share[i].load(std::memory_order_relaxed));
+      out->add_top_flow_shares(p_.top[s].share[i].load(std::memory_order_relaxed));
     }
     for (uint32_t d = 0; d < dyssect::kNumShardDrops; d++) {
       shard_drops[d] += st.drops[d];
@@ -295,20 +296,20 @@ CommandResponse DyssectShardManager::CommandGetStats(
     (*drops)[ModuleDropName(d)] = mdrops[d];
   }
   uint64_t held_offload = 0, held_backlog = 0, held_handoff = 0, held_rx = 0;
-  for (uint32_t i = 0; i < num_cores; i++) {
-    held_offload += wslots[i].offl->ring.SizeApprox();
+  for (uint32_t i = 0; i < p_.num_cores_; i++) {
+    held_offload += p_.wslots[i].offl->ring.SizeApprox();
   }
-  for (uint32_t i = 0; i < num_cores; i++) {
-    if (const auto *bl = wslots[i].backlog.load(std::memory_order_acquire)) {
+  for (uint32_t i = 0; i < p_.num_cores_; i++) {
+    if (const auto *bl = p_.wslots[i].backlog.load(std::memory_order_acquire)) {
       held_backlog += bl->SizeApprox();
     }
   }
-  for (uint32_t s = 0; s < num_shards; s++) {
-    held_handoff += shards[s].handoff.SizeApprox();
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
+    held_handoff += p_.shards[s].handoff.SizeApprox();
   }
-  for (uint32_t i = 0; i < num_cores; i++) {
-    const uint64_t deq = wslots[i].rx_deq.load(std::memory_order_acquire);
-    held_rx += wslots[i].rx_enq.load(std::memory_order_acquire) - deq;
+  for (uint32_t i = 0; i < p_.num_cores_; i++) {
+    const uint64_t deq = p_.wslots[i].rx_deq.load(std::memory_order_acquire);
+    held_rx += p_.wslots[i].rx_enq.load(std::memory_order_acquire) - deq;
   }
   for (const CounterBlock *b : blocks_) {
     in += b->in.load(std::memory_order_acquire);
@@ -323,24 +324,24 @@ CommandResponse DyssectShardManager::CommandGetStats(
   r.set_packets_in(in);
   r.set_packets_out(out);
   r.set_packets_inline(inline_pkts);
-  bool migrating = shards.active_migrations.load(std::memory_order_acquire) != 0;
-  for (uint32_t i = 0; i < num_cores && !migrating; i++) {
-    migrating = wslots[i].offl->handoff_pending();
+  bool migrating = p_.shards.active_migrations.load(std::memory_order_acquire) != 0;
+  for (uint32_t i = 0; i < p_.num_cores_ && !migrating; i++) {
+    migrating = p_.wslots[i].offl->handoff_pending();
   }
   // Offloaded packets still in flight for a working core that no longer has
   // an offloading core: its old offloading core must keep running until they
   // are done, so report it as part of the hand-off.
-  for (uint32_t s = 0; s < num_shards && !migrating; s++) {
-    const uint32_t owner = shards[s].ownership().owner;
+  for (uint32_t s = 0; s < p_.num_shards_ && !migrating; s++) {
+    const uint32_t owner = p_.shards[s].ownership().owner;
     const bool unpaired = owner >= pairing_.size() || pairing_[owner] < 0;
-    migrating = unpaired && shards[s].inflight.load(std::memory_order_acquire) != 0;
+    migrating = unpaired && p_.shards[s].inflight.load(std::memory_order_acquire) != 0;
   }
   r.set_migrating(migrating);
   r.set_plan_id(plan_id_);
-  r.set_steering(hardware ? "hardware" : "software");
+  r.set_steering(p_.hardware_ ? "hardware" : "software");
   uint64_t done = 0;
-  for (uint32_t s = 0; s < num_shards; s++) {
-    done += shards[s].migrations.load(std::memory_order_relaxed);
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
+    done += p_.shards[s].migrations.load(std::memory_order_relaxed);
   }
   r.set_migrations_done(done);
   r.set_reconfigurations(reclassified);
@@ -353,27 +354,27 @@ CommandResponse DyssectShardManager::ValidatePlan(
     const dyssect::pb::DyssectCommandApplyPlanArg &arg) const {
   const uint32_t w = arg.working();
   const uint32_t e = arg.offloading();
-  if (w == 0 || w + e > num_cores) {
+  if (w == 0 || w + e > p_.num_cores_) {
     return CommandFailure(EINVAL, "working (%u) + offloading (%u) must be in [1, %u]", w, e,
-                          num_cores);
+                          p_.num_cores_);
   }
-  if (static_cast<uint32_t>(arg.assignment_size()) != num_shards) {
+  if (static_cast<uint32_t>(arg.assignment_size()) != p_.num_shards_) {
     return CommandFailure(EINVAL, "assignment has %d entries, expected %u",
-                          arg.assignment_size(), num_shards);
+                          arg.assignment_size(), p_.num_shards_);
   }
-  if (static_cast<uint32_t>(arg.offload_size()) != num_shards) {
+  if (static_cast<uint32_t>(arg.offload_size()) != p_.num_shards_) {
     return CommandFailure(EINVAL, "offload has %d entries, expected %u", arg.offload_size(),
-                          num_shards);
+                          p_.num_shards_);
   }
   if (static_cast<uint32_t>(arg.pairing_size()) != w) {
     return CommandFailure(EINVAL, "pairing has %d entries, expected %u", arg.pairing_size(), w);
   }
-  for (uint32_t s = 0; s < num_shards; s++) {
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
     if (arg.assignment(s) >= w) {
       return CommandFailure(EINVAL, "shard %u assigned to working slot %u (working = %u)", s,
                             arg.assignment(s), w);
     }
-    if (!wslots[arg.assignment(s)].has_module.load()) {
+    if (!p_.wslots[arg.assignment(s)].has_module.load()) {
       return CommandFailure(EINVAL, "working slot %u has no DyssectWorkingCore",
                             arg.assignment(s));
     }
@@ -387,15 +388,15 @@ CommandResponse DyssectShardManager::ValidatePlan(
     if (p < -1 || (p >= 0 && static_cast<uint32_t>(p) >= e)) {
       return CommandFailure(EINVAL, "pairing[%u] = %d (offloading = %u)", i, p, e);
     }
-    if (p >= 0 && !oslots[p].has_module.load()) {
+    if (p >= 0 && !p_.oslots[p].has_module.load()) {
       return CommandFailure(EINVAL, "offloading slot %d has no DyssectOffloadingCore", p);
     }
   }
-  if (shards.active_migrations.load(std::memory_order_acquire) != 0) {
+  if (p_.shards.active_migrations.load(std::memory_order_acquire) != 0) {
     return CommandFailure(EBUSY, "a migration is still in progress; retry");
   }
-  for (uint32_t i = 0; i < num_cores; i++) {
-    if (wslots[i].offl->handoff_pending()) {
+  for (uint32_t i = 0; i < p_.num_cores_; i++) {
+    if (p_.wslots[i].offl->handoff_pending()) {
       return CommandFailure(EBUSY, "an offload ring hand-off is still in progress; retry");
     }
   }
@@ -416,17 +417,17 @@ CommandResponse DyssectShardManager::CommandApplyPlan(
   for (uint32_t i = 0; i < w; i++) {
     const int32_t p = arg.pairing(i);
     if (p >= 0) {
-      wslots[i].offl->RequestConsumer(static_cast<uint32_t>(p));
+      p_.wslots[i].offl->RequestConsumer(static_cast<uint32_t>(p));
     }
   }
   uint32_t migrations = 0;
-  for (uint32_t s = 0; s < num_shards; s++) {
-    Shard &sh = shards[s];
+  for (uint32_t s = 0; s < p_.num_shards_; s++) {
+    Shard &sh = p_.shards[s];
     const uint32_t to = arg.assignment(s);
     const uint32_t from = sh.ownership().owner;
     // A working core without an offloading core must not offload: r_s = 0.
     const uint32_t ratio = Shard::RatioPpm(arg.pairing(to) >= 0 ? arg.offload(s) : 0.0);
-    if (from == to || from >= num_cores) {
+    if (from == to || from >= p_.num_cores_) {
       sh.takeover_ratio_ppm.store(Shard::kNoRatio, std::memory_order_relaxed);
       sh.ratio_ppm.store(ratio, std::memory_order_relaxed);
       continue;
@@ -435,15 +436,16 @@ CommandResponse DyssectShardManager::CommandApplyPlan(
     // offloads into its own ring: r_s > 0 there only if that ring is drained.
     // The new owner applies the plan's r_s when it takes the shard over.
     sh.takeover_ratio_ppm.store(ratio, std::memory_order_relaxed);
-    sh.ratio_ppm.store(wslots[from].offl->has_consumer() ? ratio : 0, std::memory_order_relaxed);
-    if (dyssect::BeginMigration(shards, sh, to)) {
+    sh.ratio_ppm.store(p_.wslots[from].offl->has_consumer() ? ratio : 0,
+                       std::memory_order_relaxed);
+    if (dyssect::BeginMigration(p_.shards, sh, to)) {
       migrations++;
     } else {
       sh.takeover_ratio_ppm.store(Shard::kNoRatio, std::memory_order_relaxed);
       sh.ratio_ppm.store(ratio, std::memory_order_relaxed);
     }
   }
-  if (hardware && migrations > 0) {
+  if (p_.hardware_ && migrations > 0) {
     const int ret = ProgramReta();
     if (ret != 0) {
       LOG(ERROR) << "dyssect: RETA update failed: " << ret;
@@ -453,7 +455,7 @@ CommandResponse DyssectShardManager::CommandApplyPlan(
   n_offloading_ = e;
   pairing_.assign(arg.pairing().begin(), arg.pairing().end());
   plan_id_++;
-  plan_gen.fetch_add(1, std::memory_order_release);
+  p_.plan_gen.fetch_add(1, std::memory_order_release);
 
   dyssect::pb::DyssectCommandApplyPlanResponse resp;
   resp.set_plan_id(plan_id_);
@@ -471,13 +473,13 @@ CommandResponse DyssectShardManager::CommandSetParams(
     window_s_ = arg.window_s();
   }
   if (arg.flow_idle_timeout_ms() > 0) {
-    idle_timeout_ns.store(static_cast<uint64_t>(arg.flow_idle_timeout_ms()) * 1000000ull,
-                          std::memory_order_relaxed);
+    p_.idle_timeout_ns.store(static_cast<uint64_t>(arg.flow_idle_timeout_ms()) * 1000000ull,
+                             std::memory_order_relaxed);
   }
   dyssect::pb::DyssectCommandSetParamsResponse r;
   r.set_window_s(window_s_);
   r.set_flow_idle_timeout_ms(
-      static_cast<uint32_t>(idle_timeout_ns.load(std::memory_order_relaxed) / 1000000ull));
+      static_cast<uint32_t>(p_.idle_timeout_ns.load(std::memory_order_relaxed) / 1000000ull));
   return CommandSuccess(r);
 }
 

@@ -52,18 +52,19 @@ CommandResponse DyssectWorkingCore::Init(const dyssect::pb::DyssectWorkingCoreAr
   if (mgr_ == nullptr) {
     return NoManager(mgr_name_);
   }
+  plane_ = &mgr_->plane();
   slot_ = arg.slot();
-  if (slot_ >= mgr_->num_cores) {
-    return CommandFailure(EINVAL, "slot %u out of range (%u cores)", slot_, mgr_->num_cores);
+  if (slot_ >= plane_->num_cores()) {
+    return CommandFailure(EINVAL, "slot %u out of range (%u cores)", slot_, plane_->num_cores());
   }
-  ws_ = &mgr_->wslots[slot_];
+  ws_ = &plane_->wslots[slot_];
   if (ws_->has_module.exchange(true)) {
     return CommandFailure(EEXIST, "working slot %u already has a module", slot_);
   }
   if (arg.burst()) {
     burst_ = std::min<uint32_t>(arg.burst(), bess::PacketBatch::kMaxBurst);
   }
-  if (mgr_->hardware) {
+  if (plane_->hardware()) {
     if (arg.port().empty()) {
       ws_->has_module = false;
       return CommandFailure(EINVAL, "hardware steering: 'port' (the PMDPort) is required");
@@ -84,11 +85,11 @@ CommandResponse DyssectWorkingCore::Init(const dyssect::pb::DyssectWorkingCoreAr
     }
   }
   backlog_.reset(new dyssect::SpscRing<bess::Packet *>(
-      mgr_->shards[0].handoff.capacity() + bess::PacketBatch::kMaxBurst));
-  fences_.reserve(mgr_->num_shards);
-  fences_new_.reserve(mgr_->num_shards);
-  fence_t0_.assign(mgr_->num_shards, 0);
-  takeover_t0_.assign(mgr_->num_shards, 0);
+      plane_->shards[0].handoff.capacity() + bess::PacketBatch::kMaxBurst));
+  fences_.reserve(plane_->num_shards());
+  fences_new_.reserve(plane_->num_shards());
+  fence_t0_.assign(plane_->num_shards(), 0);
+  takeover_t0_.assign(plane_->num_shards(), 0);
   if (RegisterTask(nullptr) == INVALID_TASK_ID) {
     return CommandFailure(ENOMEM, "task creation failed");
   }
@@ -123,7 +124,7 @@ void DyssectWorkingCore::PublishTop(uint32_t s) {
   uint64_t best[16];
   uint32_t n = 0;
   uint64_t total = 0;
-  mgr_->shards[s].table.ForEach([&](FlowEntry *f) {
+  plane_->shards[s].table.ForEach([&](FlowEntry *f) {
     const uint64_t b = f->last_win_bytes;
     if (b == 0) {
       return;
@@ -140,7 +141,7 @@ void DyssectWorkingCore::PublishTop(uint32_t s) {
       std::swap(best[i], best[i - 1]);
     }
   });
-  auto &t = mgr_->top[s];
+  auto &t = plane_->top[s];
   for (uint32_t i = 0; i < n; i++) {
     t.share[i].store(static_cast<double>(best[i]) / static_cast<double>(total),
                      std::memory_order_relaxed);
@@ -150,8 +151,8 @@ void DyssectWorkingCore::PublishTop(uint32_t s) {
 
 void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cnt,
                                   bess::PacketBatch *batch, bool from_handoff) {
-  dyssect::ShardSet &set = mgr_->shards;
-  const uint32_t mask = mgr_->num_shards - 1;
+  dyssect::ShardSet &set = plane_->shards;
+  const uint32_t mask = plane_->num_shards() - 1;
   const bool to_backlog = from_handoff || !backlog_->Empty();
   // Software steering: the dispatcher already parsed and hashed every
   // packet, so the flow-table lookups of the whole batch can be prefetched
@@ -203,7 +204,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       bool valid = false;
       h = port_ != nullptr ? RssHashOf(pkt, &valid) : 0;  // the NIC's RSS hash
       if (!valid && st == ParseStatus::kOk) {
-        h = mgr_->hasher.HashFlow(c->pp.key);
+        h = plane_->hasher().HashFlow(c->pp.key);
       }
       c->hash = h;
       c->magic = kCtxParsed;  // a buffered packet keeps its parse and hash
@@ -240,7 +241,7 @@ void DyssectWorkingCore::PassNonFlow(Context *ctx, bess::Packet *pkt, bess::Pack
   PacketCtx *c = Ctx(pkt);
   c->magic = kCtxMagic;
   c->flow = nullptr;
-  if (mgr_->drop_non_flow) {
+  if (plane_->drop_non_flow()) {
     CounterBlock::Bump(cnt_.drops[kDropNonFlow]);
     DropPacket(ctx, pkt);
   } else {
@@ -273,7 +274,7 @@ void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Sh
   // entry is written once per flow per millisecond instead of per packet.
   const uint64_t seen_ns = now_ns_ & ~kSeenGranuleMask;
   const Path path =
-      dyssect::ClassifyHashed(mgr_->shards, sh, c->pp.key, key_hash, c->hash, pkt->total_len(),
+      dyssect::ClassifyHashed(plane_->shards, sh, c->pp.key, key_hash, c->hash, pkt->total_len(),
                               seen_ns, batch_id_, static_cast<uint16_t>(slot_), &f);
   if (sh.ranked_epoch != ranked) {
     PublishTop(sh.id());
@@ -303,8 +304,8 @@ void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Sh
 // or it reached a core that does not own it).
 bool DyssectWorkingCore::ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt,
                                        bess::PacketBatch *batch) {
-  dyssect::ShardSet &set = mgr_->shards;
-  const uint32_t mask = mgr_->num_shards - 1;
+  dyssect::ShardSet &set = plane_->shards;
+  const uint32_t mask = plane_->num_shards() - 1;
   Shard *shard_of[bess::PacketBatch::kMaxBurst];
   uint64_t kh[bess::PacketBatch::kMaxBurst];
   for (uint32_t i = 0; i < cnt; i++) {
@@ -355,7 +356,7 @@ void DyssectWorkingCore::Flush(Context *ctx) {
 // drained (the batch holding the fence has run the chain), take over shards
 // the old owner released, and (hardware RSS) notice shards to drain.
 void DyssectWorkingCore::MigrationWork(Context *ctx, bess::PacketBatch *batch) {
-  dyssect::ShardSet &set = mgr_->shards;
+  dyssect::ShardSet &set = plane_->shards;
   for (size_t i = 0; i < fences_.size();) {
     if (fences_[i].armed) {
       dyssect::ReleaseShard(set[fences_[i].shard], slot_);
@@ -368,13 +369,13 @@ void DyssectWorkingCore::MigrationWork(Context *ctx, bess::PacketBatch *batch) {
   if (set.active_migrations.load(std::memory_order_acquire) == 0) {
     return;
   }
-  for (uint32_t s = 0; s < mgr_->num_shards; s++) {
+  for (uint32_t s = 0; s < plane_->num_shards(); s++) {
     Shard &sh = set[s];
     const Ownership o = sh.ownership();
     if (o.phase == ShardPhase::kOwned) {
       continue;
     }
-    if (mgr_->hardware && o.owner == slot_ && o.phase == ShardPhase::kMigrating &&
+    if (plane_->hardware() && o.owner == slot_ && o.phase == ShardPhase::kMigrating &&
         fence_t0_[s] == 0) {
       fence_t0_[s] = now_ns_ ? now_ns_ : 1;
       fences_.push_back(Fence{s, false});
@@ -417,11 +418,11 @@ void DyssectWorkingCore::ResolveStuckTakeOver(Shard &sh, uint32_t old_owner) {
     t0 = now_ns_ ? now_ns_ : 1;
     return;
   }
-  if (now_ns_ - t0 < kStuckTakeOverNs || old_owner >= mgr_->num_cores) {
+  if (now_ns_ - t0 < kStuckTakeOverNs || old_owner >= plane_->num_cores()) {
     return;
   }
   t0 = now_ns_;
-  const uint32_t n = dyssect::DrainOrphanedRing(*mgr_->wslots[old_owner].offl,
+  const uint32_t n = dyssect::DrainOrphanedRing(*plane_->wslots[old_owner].offl,
                                                 [](dyssect::PacketRef p) {
                                                   bess::Packet::Free(
                                                       static_cast<bess::Packet *>(p));
@@ -436,7 +437,7 @@ void DyssectWorkingCore::ResolveStuckTakeOver(Shard &sh, uint32_t old_owner) {
 struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *batch, void *) {
   now_ns_ = ctx->current_ns;
   if (!fences_.empty() ||
-      mgr_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
+      plane_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
     MigrationWork(ctx, batch);
   }
 
@@ -445,12 +446,12 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
   if (now_ns_ - last_expire_ns_ >= kExpireEveryNs) {
     last_expire_ns_ = now_ns_;
     const uint32_t s = expire_cursor_;
-    expire_cursor_ = (expire_cursor_ + 1) & (mgr_->num_shards - 1);
-    Shard &sh = mgr_->shards[s];
+    expire_cursor_ = (expire_cursor_ + 1) & (plane_->num_shards() - 1);
+    Shard &sh = plane_->shards[s];
     const Ownership o = sh.ownership();
     if (dyssect::Processes(o, slot_) && backlog_->Empty()) {
-      dyssect::ExpireShard(sh, &mgr_->nf, now_ns_,
-                           mgr_->idle_timeout_ns.load(std::memory_order_relaxed), 64);
+      dyssect::ExpireShard(sh, &plane_->nf, now_ns_,
+                           plane_->idle_timeout_ns.load(std::memory_order_relaxed), 64);
     }
   }
 
@@ -484,7 +485,7 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
     // Counted before any packet moves on (see CommandGetStats). Fences
     // travel only while a migration is active.
     uint32_t pkts_n = cnt;
-    if (mgr_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
+    if (plane_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
       for (uint32_t i = 0; i < cnt; i++) {
         pkts_n -= IsFence(pkts[i]) ? 1 : 0;
       }
@@ -519,7 +520,7 @@ bool DyssectWorkingCore::RunToCompletion(Context *ctx, bess::Packet **pkts, uint
   // fence, take a shard over, send the backlog, dequeue older packets) makes
   // the burst wait its turn in the ring.
   if (port_ != nullptr || cnt > burst_ || !fences_.empty() || !backlog_->Empty() ||
-      !ws_->rx->Empty() || mgr_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
+      !ws_->rx->Empty() || plane_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
     return false;
   }
   now_ns_ = ctx->current_ns;
