@@ -55,22 +55,6 @@ inline FlowKey MakeFlowKey(uint32_t src_ip, uint32_t dst_ip, uint16_t src_port, 
   return k;
 }
 
-// Hash used by the flow tables. Deliberately independent of the RSS hash:
-// all flows of one shard share the low log2(S) RSS bits, which clustered the
-// original's hash maps (reference §8).
-inline uint64_t FlowKeyHash(const FlowKey& k) {
-  uint64_t a = (static_cast<uint64_t>(k.src_ip) << 32) | k.dst_ip;
-  uint64_t b = (static_cast<uint64_t>(k.src_port) << 32) | (static_cast<uint64_t>(k.dst_port) << 8) |
-               k.proto;
-  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0xC2B2AE3D27D4EB4Full);
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDull;
-  h ^= h >> 33;
-  h *= 0xC4CEB9FE1A85EC53ull;
-  h ^= h >> 33;
-  return h;
-}
-
 enum class ParseStatus : uint8_t {
   kOk = 0,         // IPv4 + TCP or UDP, unfragmented, headers complete: key/offsets valid
   kNotIpv4,        // EtherType is not IPv4 (after at most one 802.1Q tag)

@@ -4,7 +4,10 @@
 // (stable addresses: a packet handed to an offloading core carries a pointer
 // to its entry) and an open-addressing index (linear probing, backward-shift
 // deletion, so no tombstones) of at least twice the capacity. The index is
-// keyed by FlowKeyHash, not by the RSS hash (see flow_key.h).
+// keyed by the flow hash (flow_hash.h: the one hash per packet that also picks
+// the shard), stored in the entry, through Mix: every flow of a shard shares
+// the hash's low log2(S) bits, which clustered the original's hash maps when
+// it indexed them with the RSS hash directly (reference §8).
 //
 // Full table: FindOrInsert returns nullptr and counts it (insert_failures);
 // the caller drops the packet with its own counter. Never grows, never crashes.
@@ -53,7 +56,7 @@ struct alignas(64) FlowEntry {
   // by the offloading core after the whole chain ran. Reclassification to
   // local, expiry and shard hand-off wait for it to be zero.
   std::atomic<uint32_t> inflight{0};
-  uint32_t rss_hash = 0;
+  uint32_t flow_hash = 0;  // flow_hash.h; the index is keyed by Mix(flow_hash)
   uint16_t offload_ring = kNoRing;  // ring of the last offloaded packet
   uint8_t offloaded = 0;     // current path: 1 = offloading core (owner-written)
   uint8_t want_offload = 0;  // ranking decision (owner-written)
@@ -92,39 +95,46 @@ class FlowTable {
   uint64_t removals() const { return removals_; }
   uint64_t expirations() const { return expirations_; }
 
-  FlowEntry* Lookup(const FlowKey& key) {
-    const uint64_t h = FlowKeyHash(key);
+  // The flow's entry or nullptr. flow_hash: the hash the flow was inserted with.
+  FlowEntry* Lookup(const FlowKey& key, uint32_t flow_hash) {
     uint32_t pos;
-    return Find(key, h, &pos);
+    return Find(key, Mix(flow_hash), &pos);
   }
 
-  // Returns the flow's entry, inserting it (all per-flow fields zero,
-  // last_seen = now) if absent. *inserted says which. nullptr when the table
-  // is full (counted in insert_failures).
-  FlowEntry* FindOrInsert(const FlowKey& key, uint32_t rss_hash, uint64_t now, bool* inserted) {
-    return FindOrInsertHashed(key, FlowKeyHash(key), rss_hash, now, inserted);
+  // Index key of a flow hash: the high half of a multiplication by an odd
+  // 64-bit constant (Fibonacci hashing) depends on every bit of the hash, so
+  // flows that share the shard bits still spread over the whole index.
+  static uint32_t Mix(uint32_t flow_hash) {
+    return static_cast<uint32_t>((flow_hash * 0x9E3779B97F4A7C15ull) >> 32);
   }
 
   // Batch lookups hide the two dependent cache misses of a lookup (index
   // slot, then entry): PrefetchIndex for every packet of a batch, then
   // PrefetchEntry for each (reads the slot, now arriving), then
-  // FindOrInsertHashed. h must be FlowKeyHash(key). PrefetchIndex is only a
+  // FindOrInsertMixed, each with m = Mix(flow hash). PrefetchIndex is only a
   // hint and may be called by any thread; PrefetchEntry reads the index, so
   // only the table's owner may call it.
-  void PrefetchIndex(uint64_t h) const {
-    __builtin_prefetch(&index_[static_cast<uint32_t>(h) & index_mask_], 0, 3);
-  }
-  void PrefetchEntry(uint64_t h) const {
-    const uint64_t s = index_[static_cast<uint32_t>(h) & index_mask_];
-    if (s != 0 && SlotHash(s) == static_cast<uint32_t>(h)) {
+  void PrefetchIndex(uint32_t m) const { __builtin_prefetch(&index_[m & index_mask_], 0, 3); }
+  void PrefetchEntry(uint32_t m) const {
+    const uint64_t s = index_[m & index_mask_];
+    if (s != 0 && SlotHash(s) == m) {
       __builtin_prefetch(&entries_[SlotIdx(s)], 1, 3);
     }
   }
 
-  FlowEntry* FindOrInsertHashed(const FlowKey& key, uint64_t h, uint32_t rss_hash, uint64_t now,
-                                bool* inserted) {
+  // Returns the flow's entry, inserting it (all per-flow fields zero,
+  // last_seen = now) if absent. *inserted says which. nullptr when the table
+  // is full (counted in insert_failures). A flow must always come with the
+  // same flow_hash (it is a function of its key).
+  FlowEntry* FindOrInsert(const FlowKey& key, uint32_t flow_hash, uint64_t now, bool* inserted) {
+    return FindOrInsertMixed(key, flow_hash, Mix(flow_hash), now, inserted);
+  }
+
+  // FindOrInsert with m = Mix(flow_hash) already computed (batch prefetch).
+  FlowEntry* FindOrInsertMixed(const FlowKey& key, uint32_t flow_hash, uint32_t m, uint64_t now,
+                               bool* inserted) {
     uint32_t pos;
-    FlowEntry* e = Find(key, h, &pos);
+    FlowEntry* e = Find(key, m, &pos);
     if (DYSSECT_LIKELY(e != nullptr)) {
       *inserted = false;
       return e;
@@ -137,7 +147,7 @@ class FlowTable {
     const uint32_t idx = free_[--free_count_];
     e = &entries_[idx];
     e->key = key;
-    e->rss_hash = rss_hash;
+    e->flow_hash = flow_hash;
     e->last_seen = now;
     e->win_bytes = 0;
     e->last_win_bytes = 0;
@@ -148,7 +158,7 @@ class FlowTable {
     e->want_offload = 0;  // new flows stay local until ranked
     e->used = 1;
     for (uint32_t i = 0; i < kMaxNfSlots; i++) e->nf_state[i] = nullptr;
-    index_[pos] = MakeSlot(h, idx);  // pos is the first empty slot of the probe
+    index_[pos] = MakeSlot(m, idx);  // pos is the first empty slot of the probe
     inserts_++;
     *inserted = true;
     return e;
@@ -159,8 +169,7 @@ class FlowTable {
   bool Remove(FlowEntry* e) {
     if (e < &entries_[0] || e >= &entries_[capacity_] || !e->used) return false;
     const uint32_t idx = static_cast<uint32_t>(e - &entries_[0]);
-    const uint64_t h = FlowKeyHash(e->key);
-    uint32_t pos = static_cast<uint32_t>(h) & index_mask_;
+    uint32_t pos = Mix(e->flow_hash) & index_mask_;
     while (true) {
       const uint64_t s = index_[pos];
       if (s == 0) return false;  // not found: inconsistent, refuse
@@ -269,19 +278,19 @@ class FlowTable {
     uint32_t idx;
   };
 
-  // Slot layout: high 32 bits = low 32 bits of the key hash, low 32 bits =
-  // entry index + 1 (0 means empty).
-  static uint64_t MakeSlot(uint64_t h, uint32_t idx) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(h)) << 32) | (idx + 1ull);
+  // Slot layout: high 32 bits = Mix(flow hash), low 32 bits = entry index + 1
+  // (0 means empty).
+  static uint64_t MakeSlot(uint32_t m, uint32_t idx) {
+    return (static_cast<uint64_t>(m) << 32) | (idx + 1ull);
   }
   static uint32_t SlotHash(uint64_t s) { return static_cast<uint32_t>(s >> 32); }
   static uint32_t SlotIdx(uint64_t s) { return static_cast<uint32_t>(s) - 1; }
 
   // Returns the entry or nullptr; *pos is the slot where it was found or the
   // first empty slot of its probe sequence.
-  FlowEntry* Find(const FlowKey& key, uint64_t h, uint32_t* pos) {
-    uint32_t p = static_cast<uint32_t>(h) & index_mask_;
-    const uint32_t tag = static_cast<uint32_t>(h);
+  FlowEntry* Find(const FlowKey& key, uint32_t m, uint32_t* pos) {
+    uint32_t p = m & index_mask_;
+    const uint32_t tag = m;
     while (true) {
       const uint64_t s = index_[p];
       if (s == 0) {

@@ -157,36 +157,29 @@ inline bool TryTakeOver(ShardSet& set, Shard& s, uint32_t core, Drain&& drain) {
 // Result of Classify for one packet.
 enum class Path : uint8_t { kLocal, kOffload, kDrop };
 
-inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t key_hash,
-                           uint32_t rss_hash, uint32_t bytes, uint64_t now, uint64_t batch_id,
-                           uint16_t my_ring, FlowEntry** flow_out);
-
-// Owner only. Finds or creates the flow, updates flow and shard counters and
-// decides the packet's path. kOffload: the caller enqueues {pkt, flow, &s} on
-// its offload ring (my_ring), calling OffloadFailed if that fails. kDrop:
-// flow table full (counted). batch_id must be unique per (core, batch), e.g.
-// (core << 48) | batch_counter.
-inline Path Classify(ShardSet& set, Shard& s, const FlowKey& key, uint32_t rss_hash,
-                     uint32_t bytes, uint64_t now, uint64_t batch_id, uint16_t my_ring,
-                     FlowEntry** flow_out) {
-  return ClassifyHashed(set, s, key, FlowKeyHash(key), rss_hash, bytes, now, batch_id, my_ring,
-                        flow_out);
-}
-
-// Classify with the flow-table hash already computed (key_hash =
-// FlowKeyHash(key)), for callers that prefetched the table (flow_table.h).
-inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t key_hash,
-                           uint32_t rss_hash, uint32_t bytes, uint64_t now, uint64_t batch_id,
-                           uint16_t my_ring, FlowEntry** flow_out) {
+// Owner, once per shard per batch before its packets are classified: ranks
+// the shard's flows when a new stats window began or r_s changed. Returns
+// true when it ranked (the caller may publish the new top shares).
+inline bool PrepareShard(ShardSet& set, Shard& s) {
   const uint64_t epoch = set.window_epoch.load(std::memory_order_relaxed);
   const uint32_t ratio = s.ratio_ppm.load(std::memory_order_relaxed);
-  if (DYSSECT_UNLIKELY(s.ranked_epoch != epoch || s.applied_ratio_ppm != ratio)) {
-    s.table.Rank(ratio / 1e6, s.ranked_epoch != epoch);
-    s.ranked_epoch = epoch;
-    s.applied_ratio_ppm = ratio;
-  }
+  if (DYSSECT_LIKELY(s.ranked_epoch == epoch && s.applied_ratio_ppm == ratio)) return false;
+  s.table.Rank(ratio / 1e6, s.ranked_epoch != epoch);
+  s.ranked_epoch = epoch;
+  s.applied_ratio_ppm = ratio;
+  return true;
+}
+
+// Owner, per packet, after PrepareShard(s) in the same batch: finds or creates
+// the flow (mixed = FlowTable::Mix(flow_hash), computed once for the batch
+// prefetch), updates the flow's counters and decides the packet's path. The
+// shard's packet and byte counters are the caller's to bump (CountShard), once
+// per batch for every packet whose path is not kDrop.
+inline Path ClassifyFlow(Shard& s, const FlowKey& key, uint32_t flow_hash, uint32_t mixed,
+                         uint32_t bytes, uint64_t now, uint64_t batch_id, uint16_t my_ring,
+                         FlowEntry** flow_out) {
   bool inserted;
-  FlowEntry* f = s.table.FindOrInsertHashed(key, key_hash, rss_hash, now, &inserted);
+  FlowEntry* f = s.table.FindOrInsertMixed(key, flow_hash, mixed, now, &inserted);
   if (DYSSECT_UNLIKELY(f == nullptr)) {
     s.CountDrop(kDropTableFull);
     *flow_out = nullptr;
@@ -197,8 +190,6 @@ inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t
   // current and leaves the entry's line unwritten by it.
   if (f->last_seen != now) f->last_seen = now;
   f->win_bytes += bytes;
-  Shard::Bump(s.packets, 1);
-  Shard::Bump(s.bytes, bytes);
   if (f->offloaded) {
     if (!f->want_offload && f->inflight.load(std::memory_order_acquire) == 0) f->offloaded = 0;
   } else if (f->want_offload && f->local_batch != batch_id) {
@@ -214,6 +205,28 @@ inline Path ClassifyHashed(ShardSet& set, Shard& s, const FlowKey& key, uint64_t
   }
   f->local_batch = batch_id;
   return Path::kLocal;
+}
+
+// Owner: the shard's packet and byte counters, for packets ClassifyFlow did
+// not drop.
+inline void CountShard(Shard& s, uint64_t packets, uint64_t bytes) {
+  Shard::Bump(s.packets, packets);
+  Shard::Bump(s.bytes, bytes);
+}
+
+// Owner only. One packet, all of the above: PrepareShard, ClassifyFlow and
+// CountShard. kOffload: the caller enqueues {pkt, flow, &s} on its offload
+// ring (my_ring), calling OffloadFailed if that fails. kDrop: flow table full
+// (counted). batch_id must be unique per (core, batch), e.g.
+// (core << 48) | batch_counter.
+inline Path Classify(ShardSet& set, Shard& s, const FlowKey& key, uint32_t flow_hash,
+                     uint32_t bytes, uint64_t now, uint64_t batch_id, uint16_t my_ring,
+                     FlowEntry** flow_out) {
+  PrepareShard(set, s);
+  const Path p = ClassifyFlow(s, key, flow_hash, FlowTable::Mix(flow_hash), bytes, now, batch_id,
+                              my_ring, flow_out);
+  if (p != Path::kDrop) CountShard(s, 1, bytes);
+  return p;
 }
 
 // The offload ring refused the packet: undo the in-flight accounting and

@@ -1,6 +1,7 @@
-// Software steering: the dispatcher parses and hashes each packet, steers it
-// to its shard's working core (RX ring, or run to completion on its own
-// worker) and places the fences of migrating shards.
+// Software steering: the dispatcher parses and hashes each packet (the flow
+// hash, flow_hash.h: CRC32C by default), steers it to its shard's working
+// core (RX ring, or run to completion on its own worker) and places the
+// fences of migrating shards.
 #include "dyssect_plugin.h"
 
 #include "manager_link.h"
@@ -86,33 +87,38 @@ void DyssectDispatcher::ApplySteering() {
   }
 }
 
-void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt,
-                                 bess::PacketBatch *spare) {
+// Parses and hashes each packet, writes the result into its scratchpad (the
+// working core does not parse again) and picks its working slot. Packets
+// kept go to keep[], their slots to slot_of[], the set of slots to *slots.
+// The hash is a template argument: chosen once per batch, not per packet.
+template <dyssect::HashKind kKind>
+uint32_t DyssectDispatcher::Steer(Context *ctx, bess::Packet **pkts, uint32_t cnt,
+                                  bess::Packet **keep, uint16_t *slot_of, uint64_t *slots,
+                                  uint64_t *non_flow_drops) {
   const uint32_t mask = plane_->num_shards() - 1;
   // Locals: the scratchpad stores below may alias anything, so members read
   // through `this` would be reloaded for every packet.
-  const dyssect::ToeplitzLow16 &hasher = plane_->shard_hasher();
+  const dyssect::ToeplitzLow16 &toeplitz = plane_->shard_hasher();
+  dyssect::ShardSet &set = plane_->shards;
   const uint16_t *steer = steer_.data();
   const bool drop_non_flow = plane_->drop_non_flow();
-  CounterBlock::Bump(cnt_.in, cnt);
-  bess::Packet *keep[bess::PacketBatch::kMaxBurst];
-  uint16_t slot_of[bess::PacketBatch::kMaxBurst];
-  static_assert(Worker::kMaxWorkers <= 64, "slot bitmask is 64 bits");
-  uint64_t slots = 0;  // working slots this batch goes to
+  uint64_t used = 0;
+  uint64_t drops = 0;
   uint32_t n = 0;
-  uint64_t non_flow_drops = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     bess::Packet *pkt = pkts[i];
-    // The parse result and hash travel in the scratchpad so the working
-    // core does not parse again.
     PacketCtx *c = Ctx(pkt);
     const ParseStatus st =
         dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
     uint32_t h = 0;  // packets without a flow go with shard 0
     if (DYSSECT_LIKELY(st == ParseStatus::kOk)) {
-      h = hasher.HashFlow(c->pp.key);
+      h = kKind == dyssect::HashKind::kCrc32c ? dyssect::FlowHashCrc32c(c->pp.key)
+                                              : toeplitz.HashFlow(c->pp.key);
+      // The working core reads this index slot next (a prefetch is only a
+      // hint: any thread may issue it), a whole batch later.
+      set[h & mask].table.PrefetchIndex(dyssect::FlowTable::Mix(h));
     } else if (drop_non_flow) {
-      non_flow_drops++;
+      drops++;
       DropPacket(ctx, pkt);
       continue;
     }
@@ -120,10 +126,29 @@ void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt
     c->hash = h;
     c->magic = kCtxParsed;
     const uint16_t slot = steer[h & mask];
-    slots |= 1ull << slot;
+    used |= 1ull << slot;
     keep[n] = pkt;
     slot_of[n++] = slot;
   }
+  *slots = used;
+  *non_flow_drops = drops;
+  return n;
+}
+
+void DyssectDispatcher::Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt,
+                                 bess::PacketBatch *spare) {
+  CounterBlock::Bump(cnt_.in, cnt);
+  bess::Packet *keep[bess::PacketBatch::kMaxBurst];
+  uint16_t slot_of[bess::PacketBatch::kMaxBurst];
+  static_assert(Worker::kMaxWorkers <= 64, "slot bitmask is 64 bits");
+  uint64_t slots = 0;  // working slots this batch goes to
+  uint64_t non_flow_drops = 0;
+  const uint32_t n =
+      plane_->hash_kind() == dyssect::HashKind::kCrc32c
+          ? Steer<dyssect::HashKind::kCrc32c>(ctx, pkts, cnt, keep, slot_of, &slots,
+                                              &non_flow_drops)
+          : Steer<dyssect::HashKind::kToeplitz>(ctx, pkts, cnt, keep, slot_of, &slots,
+                                                &non_flow_drops);
   if (non_flow_drops != 0) {
     CounterBlock::Bump(cnt_.drops[kDropNonFlow], non_flow_drops);
   }
@@ -199,4 +224,4 @@ void DyssectDispatcher::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
 using dyssect_bess::DyssectDispatcher;
 
 ADD_MODULE(DyssectDispatcher, "dyssect_dispatch",
-           "Dyssect software steering (Toeplitz) to working cores")
+           "Dyssect software steering (CRC32C or Toeplitz) to working cores")

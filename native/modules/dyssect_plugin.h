@@ -7,7 +7,7 @@
 // Modules (one file each in native/modules/, linked into one shared object,
 // dyssect.so, so that they share the manager's data):
 //   DyssectShardManager   the S shards, working/offloading slots, commands
-//   DyssectDispatcher     software steering (Toeplitz over the flow key) for
+//   DyssectDispatcher     software steering (flow hash of the key) for
 //                         ports without RETA updates (virtual devices)
 //   DyssectWorkingCore    one per working slot: classify, offload, run chain
 //   DyssectOffloadingCore one per offloading slot: drain offload rings
@@ -35,6 +35,7 @@
 #include "worker.h"
 
 #include "dyssect/cpu_nf.h"
+#include "dyssect/flow_hash.h"
 #include "dyssect/flow_key.h"
 #include "dyssect/flow_table.h"
 #include "dyssect/migration.h"
@@ -143,9 +144,17 @@ class SharedPlane {
   uint32_t flow_capacity() const { return flow_capacity_; }  // flows per shard
   bool hardware() const { return hardware_; }  // hardware RSS (RETA), else software steering
   bool drop_non_flow() const { return drop_non_flow_; }
+  // The flow hash computed in software (flow_hash.h): the dispatcher's, and a
+  // working core's under hardware RSS for a packet the NIC did not hash (then
+  // always the Toeplitz, the NIC's).
+  dyssect::HashKind hash_kind() const { return hash_kind_; }
   const dyssect::ToeplitzHasher &hasher() const { return hasher_; }
-  // The software dispatcher's: the shard needs 16 bits.
+  // The software dispatcher's Toeplitz: the shard needs 16 bits.
   const dyssect::ToeplitzLow16 &shard_hasher() const { return shard_hasher_; }
+  uint32_t SoftwareHash(const dyssect::FlowKey &k) const {
+    return hash_kind_ == dyssect::HashKind::kCrc32c ? dyssect::FlowHashCrc32c(k)
+                                                    : hasher_.HashFlow(k);
+  }
 
   dyssect::ShardSet shards;
   std::unique_ptr<WorkSlot[]> wslots;  // num_cores() slots
@@ -163,6 +172,7 @@ class SharedPlane {
   uint32_t flow_capacity_ = 0;
   bool hardware_ = false;
   bool drop_non_flow_ = false;
+  dyssect::HashKind hash_kind_ = dyssect::HashKind::kCrc32c;
   dyssect::ToeplitzHasher hasher_;
   dyssect::ToeplitzLow16 shard_hasher_;
 };
@@ -230,6 +240,9 @@ class DyssectDispatcher final : public Module {
   // `spare` may be reused as the output batch of a run-to-completion
   // hand-off: pkts is no longer read once the packets are sorted by slot.
   void Dispatch(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *spare);
+  template <dyssect::HashKind kKind>
+  uint32_t Steer(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::Packet **keep,
+                 uint16_t *slot_of, uint64_t *slots, uint64_t *non_flow_drops);
 
   DyssectShardManager *mgr_ = nullptr;
   SharedPlane *plane_ = nullptr;  // mgr_->plane()
@@ -277,8 +290,9 @@ class DyssectWorkingCore final : public Module {
   void Classify(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch,
                 bool from_handoff);
   bool ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt, bess::PacketBatch *batch);
-  void ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, dyssect::Shard &sh,
-                           uint64_t key_hash, bess::PacketBatch *batch, bool to_backlog);
+  void PrepareOwnedShard(dyssect::Shard &sh);
+  uint32_t ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, dyssect::Shard &sh,
+                               uint32_t mixed, bess::PacketBatch *batch, bool to_backlog);
   void PassNonFlow(Context *ctx, bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
   void SendLocal(bess::Packet *pkt, bess::PacketBatch *batch, bool to_backlog);
   void Flush(Context *ctx);

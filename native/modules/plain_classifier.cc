@@ -20,11 +20,13 @@ CommandResponse DyssectPlainClassifier::Init(const dyssect::pb::DyssectPlainClas
   return CommandSuccess();
 }
 
-// Same lookup technique as the working core (batch prefetch of index slots
-// and entries), so the baseline is not slowed by a naive lookup.
+// Same hash (CRC32C of the key) and lookup technique as the working core
+// (batch prefetch of index slots and entries), so the baseline is not slowed
+// by a slower hash or a naive lookup.
 void DyssectPlainClassifier::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
   const int cnt = batch->cnt();
-  uint64_t kh[bess::PacketBatch::kMaxBurst];
+  uint32_t h[bess::PacketBatch::kMaxBurst];
+  uint32_t mixed[bess::PacketBatch::kMaxBurst];
   for (int i = 0; i < cnt; i++) {
     bess::Packet *pkt = batch->pkts()[i];
     PacketCtx *c = Ctx(pkt);
@@ -34,20 +36,21 @@ void DyssectPlainClassifier::ProcessBatch(Context *ctx, bess::PacketBatch *batch
         dyssect::ParsePacket(pkt->head_data<const uint8_t *>(), pkt->head_len(), &c->pp);
     c->status = static_cast<uint8_t>(st);
     if (st == ParseStatus::kOk) {
-      kh[i] = dyssect::FlowKeyHash(c->pp.key);
-      table_->PrefetchIndex(kh[i]);
+      h[i] = dyssect::FlowHashCrc32c(c->pp.key);
+      mixed[i] = dyssect::FlowTable::Mix(h[i]);
+      table_->PrefetchIndex(mixed[i]);
     }
   }
   for (int i = 0; i < cnt; i++) {
     if (Ctx(batch->pkts()[i])->status == static_cast<uint8_t>(ParseStatus::kOk)) {
-      table_->PrefetchEntry(kh[i]);
+      table_->PrefetchEntry(mixed[i]);
     }
   }
   for (int i = 0; i < cnt; i++) {
     PacketCtx *c = Ctx(batch->pkts()[i]);
     if (c->status == static_cast<uint8_t>(ParseStatus::kOk)) {
       bool inserted;
-      c->flow = table_->FindOrInsertHashed(c->pp.key, kh[i], 0, ctx->current_ns, &inserted);
+      c->flow = table_->FindOrInsertMixed(c->pp.key, h[i], mixed[i], ctx->current_ns, &inserted);
     }
   }
   RunNextModule(ctx, batch);

@@ -108,6 +108,14 @@ CommandResponse DyssectShardManager::Init(const dyssect::pb::DyssectShardManager
                           "hardware steering needs dpdk_port with a RETA whose size is a "
                           "multiple of the shard count and one RX queue per core");
   }
+  // The NIC's hash under hardware RSS (its software stand-in is the Toeplitz);
+  // the configured one under software steering.
+  if (!dyssect::ParseHashKind(arg.hash().c_str(), &p_.hash_kind_)) {
+    return CommandFailure(EINVAL, "hash must be crc32c or toeplitz");
+  }
+  if (p_.hardware_) {
+    p_.hash_kind_ = dyssect::HashKind::kToeplitz;
+  }
 
   const uint32_t rx_cap = arg.rx_ring() ? arg.rx_ring() : 16384;
   const uint32_t off_cap = arg.offload_ring() ? arg.offload_ring() : 16384;
@@ -167,8 +175,12 @@ void DyssectShardManager::DeInit() {
 }
 
 std::string DyssectShardManager::GetDesc() const {
+  const char *steering = p_.hardware_ ? "hardware RSS"
+                         : p_.hash_kind_ == dyssect::HashKind::kCrc32c
+                             ? "software steering (crc32c)"
+                             : "software steering (toeplitz)";
   return std::to_string(p_.num_shards_) + " shards, " + std::to_string(p_.num_cores_) +
-         " cores, " + (p_.hardware_ ? "hardware RSS" : "software steering");
+         " cores, " + steering;
 }
 
 void DyssectShardManager::Register(CounterBlock *b) {

@@ -158,7 +158,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
   // packet, so the flow-table lookups of the whole batch can be prefetched
   // (index slots, then entries) before the first one is needed.
   static_assert(bess::PacketBatch::kMaxBurst <= 64, "prefetched bitmask is 64 bits");
-  uint64_t kh[bess::PacketBatch::kMaxBurst];
+  uint32_t mixed[bess::PacketBatch::kMaxBurst];
   uint64_t prefetched = 0;
   if (port_ == nullptr && !from_handoff) {
     for (uint32_t i = 0; i < cnt; i++) {
@@ -167,8 +167,8 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       }
       const PacketCtx *c = Ctx(pkts[i]);
       if (c->magic == kCtxParsed && c->status == static_cast<uint8_t>(ParseStatus::kOk)) {
-        kh[i] = dyssect::FlowKeyHash(c->pp.key);
-        set[c->hash & mask].table.PrefetchIndex(kh[i]);
+        mixed[i] = dyssect::FlowTable::Mix(c->hash);
+        set[c->hash & mask].table.PrefetchIndex(mixed[i]);
         prefetched |= 1ull << i;
       }
     }
@@ -179,7 +179,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
         // only the owner may read the index (a released shard's table
         // belongs to its new owner)
         if (dyssect::Processes(o, slot_)) {
-          sh.table.PrefetchEntry(kh[i]);
+          sh.table.PrefetchEntry(mixed[i]);
         }
       }
     }
@@ -204,7 +204,7 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
       bool valid = false;
       h = port_ != nullptr ? RssHashOf(pkt, &valid) : 0;  // the NIC's RSS hash
       if (!valid && st == ParseStatus::kOk) {
-        h = plane_->hasher().HashFlow(c->pp.key);
+        h = plane_->SoftwareHash(c->pp.key);  // the Toeplitz under hardware RSS
       }
       c->hash = h;
       c->magic = kCtxParsed;  // a buffered packet keeps its parse and hash
@@ -227,11 +227,24 @@ void DyssectWorkingCore::Classify(Context *ctx, bess::Packet **pkts, uint32_t cn
         continue;
       }
     }
-    const uint64_t key_hash =
-        (prefetched & (1ull << i)) ? kh[i] : dyssect::FlowKeyHash(c->pp.key);
-    ClassifyOwnedPacket(ctx, pkt, sh, key_hash, batch, to_backlog);
+    const uint32_t m = (prefetched & (1ull << i)) ? mixed[i] : dyssect::FlowTable::Mix(h);
+    PrepareOwnedShard(sh);
+    const uint32_t bytes = ClassifyOwnedPacket(ctx, pkt, sh, m, batch, to_backlog);
+    if (bytes != 0) {
+      dyssect::CountShard(sh, 1, bytes);
+    }
   }
   Flush(ctx);
+}
+
+// Ranks shard sh if a new window began or r_s changed (the shard's first
+// packet in a batch), and publishes its top shares after a new window.
+void DyssectWorkingCore::PrepareOwnedShard(Shard &sh) {
+  const uint64_t ranked = sh.ranked_epoch;
+  if (DYSSECT_UNLIKELY(dyssect::PrepareShard(plane_->shards, sh)) && sh.ranked_epoch != ranked) {
+    PublishTop(sh.id());
+    CounterBlock::Bump(cnt_.reclassified);
+  }
 }
 
 // A packet without a flow (not IPv4 TCP/UDP, fragment, truncated): through the
@@ -259,27 +272,24 @@ void DyssectWorkingCore::SendLocal(bess::Packet *pkt, bess::PacketBatch *batch, 
   }
 }
 
-// A packet of shard sh, which this core owns: its flow (found or created,
-// counted), then its path: this core's chain (SendLocal), the offload ring,
-// or a counted drop.
-void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Shard &sh,
-                                             uint64_t key_hash, bess::PacketBatch *batch,
-                                             bool to_backlog) {
+// A packet of shard sh, which this core owns and has prepared
+// (PrepareOwnedShard) in this batch: its flow (found or created, counted),
+// then its path: this core's chain (SendLocal), the offload ring, or a
+// counted drop. Returns the packet's bytes for the shard's counters, 0 when
+// it was dropped (the caller counts the shard: CountShard).
+uint32_t DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Shard &sh,
+                                                 uint32_t mixed, bess::PacketBatch *batch,
+                                                 bool to_backlog) {
   PacketCtx *c = Ctx(pkt);
   c->magic = kCtxMagic;
   c->flow = nullptr;
-  const uint64_t ranked = sh.ranked_epoch;
   FlowEntry *f = nullptr;
   // last_seen on a ~1 ms clock: most packets then leave it as it is, so the
   // entry is written once per flow per millisecond instead of per packet.
   const uint64_t seen_ns = now_ns_ & ~kSeenGranuleMask;
-  const Path path =
-      dyssect::ClassifyHashed(plane_->shards, sh, c->pp.key, key_hash, c->hash, pkt->total_len(),
-                              seen_ns, batch_id_, static_cast<uint16_t>(slot_), &f);
-  if (sh.ranked_epoch != ranked) {
-    PublishTop(sh.id());
-    CounterBlock::Bump(cnt_.reclassified);
-  }
+  const uint32_t bytes = pkt->total_len();
+  const Path path = dyssect::ClassifyFlow(sh, c->pp.key, c->hash, mixed, bytes, seen_ns,
+                                          batch_id_, static_cast<uint16_t>(slot_), &f);
   c->flow = f;
   c->shard = sh.id();
   if (DYSSECT_LIKELY(path == Path::kLocal)) {
@@ -291,48 +301,92 @@ void DyssectWorkingCore::ClassifyOwnedPacket(Context *ctx, bess::Packet *pkt, Sh
     }
   } else {
     DropPacket(ctx, pkt);
+    return 0;
   }
+  return bytes;
 }
 
 // The run-to-completion burst (see RunToCompletion): every packet was parsed
-// and hashed by the dispatcher and no fence travels with it. When every
-// packet's shard is owned by this core (and not released, which only this
-// core can do, at its next RunTask), the per-packet routing of Classify has
-// nothing to decide: one ownership check per packet while the table lines are
-// fetched, then the lookups. Returns false, having changed nothing, when a
-// packet needs the general path (its shard is being taken over by this core,
-// or it reached a core that does not own it).
+// and hashed by the dispatcher, which also prefetched its flow-table index
+// slot, and no fence travels with it. When every packet's shard is owned by
+// this core (and not released, which only this core can do, at its next
+// RunTask), the per-packet routing of Classify has nothing to decide. What a
+// batch's packets share is then done once per shard, not per packet: the
+// ownership check and the ranking on the shard's first packet, the shard's
+// packet and byte counters at the end. Returns false, having changed
+// nothing, when a packet needs the general path (its shard is being taken
+// over by this core, or it reached a core that does not own it).
 bool DyssectWorkingCore::ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt,
                                        bess::PacketBatch *batch) {
+  constexpr uint32_t kBurst = bess::PacketBatch::kMaxBurst;
+  static_assert(kBurst <= 255, "shard slots are 8 bits");
   dyssect::ShardSet &set = plane_->shards;
   const uint32_t mask = plane_->num_shards() - 1;
-  Shard *shard_of[bess::PacketBatch::kMaxBurst];
-  uint64_t kh[bess::PacketBatch::kMaxBurst];
+  // The burst's shards in order of first packet, and each packet's entry
+  // (kNoShard: no flow). Shard ids below 64 find their entry through a bit
+  // mask and a small map; larger ones (S > 64) by a scan of the entries.
+  constexpr uint8_t kNoShard = 0xFF;
+  Shard *shards[kBurst];
+  uint64_t shard_bytes[kBurst];
+  uint32_t shard_pkts[kBurst];
+  uint8_t entry_of[kBurst];
+  uint8_t low_entry[64];
+  uint64_t low_seen = 0;
+  uint32_t n_shards = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     const PacketCtx *c = Ctx(pkts[i]);
     if (c->status != static_cast<uint8_t>(ParseStatus::kOk)) {
-      shard_of[i] = nullptr;
+      entry_of[i] = kNoShard;
       continue;
     }
-    Shard &sh = set[c->hash & mask];
-    const Ownership o = sh.ownership();
-    if (DYSSECT_UNLIKELY(!dyssect::Processes(o, slot_))) {
-      return false;
-    }
-    shard_of[i] = &sh;
-    kh[i] = dyssect::FlowKeyHash(c->pp.key);
-    sh.table.PrefetchIndex(kh[i]);
-  }
-  for (uint32_t i = 0; i < cnt; i++) {
-    if (shard_of[i] != nullptr) {
-      shard_of[i]->table.PrefetchEntry(kh[i]);
-    }
-  }
-  for (uint32_t i = 0; i < cnt; i++) {
-    if (shard_of[i] == nullptr) {
-      PassNonFlow(ctx, pkts[i], batch, false);
+    const uint32_t s = c->hash & mask;
+    uint32_t e = n_shards;
+    if (s < 64) {
+      if (low_seen & (1ull << s)) {
+        e = low_entry[s];
+      }
     } else {
-      ClassifyOwnedPacket(ctx, pkts[i], *shard_of[i], kh[i], batch, false);
+      for (uint32_t k = 0; k < n_shards; k++) {
+        if (shards[k]->id() == s) {
+          e = k;
+          break;
+        }
+      }
+    }
+    if (e == n_shards) {  // the shard's first packet in this burst
+      Shard &sh = set[s];
+      if (DYSSECT_UNLIKELY(!dyssect::Processes(sh.ownership(), slot_))) {
+        return false;
+      }
+      shards[e] = &sh;
+      shard_pkts[e] = 0;
+      shard_bytes[e] = 0;
+      if (s < 64) {
+        low_seen |= 1ull << s;
+        low_entry[s] = static_cast<uint8_t>(e);
+      }
+      n_shards++;
+    }
+    entry_of[i] = static_cast<uint8_t>(e);
+    shards[e]->table.PrefetchEntry(dyssect::FlowTable::Mix(c->hash));
+  }
+  for (uint32_t e = 0; e < n_shards; e++) {
+    PrepareOwnedShard(*shards[e]);
+  }
+  for (uint32_t i = 0; i < cnt; i++) {
+    const uint8_t e = entry_of[i];
+    if (e == kNoShard) {
+      PassNonFlow(ctx, pkts[i], batch, false);
+      continue;
+    }
+    const uint32_t m = dyssect::FlowTable::Mix(Ctx(pkts[i])->hash);
+    const uint32_t bytes = ClassifyOwnedPacket(ctx, pkts[i], *shards[e], m, batch, false);
+    shard_pkts[e] += bytes != 0 ? 1 : 0;
+    shard_bytes[e] += bytes;
+  }
+  for (uint32_t e = 0; e < n_shards; e++) {
+    if (shard_pkts[e] != 0) {
+      dyssect::CountShard(*shards[e], shard_pkts[e], shard_bytes[e]);
     }
   }
   Flush(ctx);

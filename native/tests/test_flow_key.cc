@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "dyssect/flow_hash.h"
 #include "dyssect/flow_key.h"
 #include "dyssect/toeplitz.h"
 #include "packet_builder.h"
@@ -160,8 +161,8 @@ TEST(parse_tcp_udp) {
   }
   // The protocol is part of the key.
   CHECK(MakeFlowKey(1, 2, 3, 4, kProtoTcp) != MakeFlowKey(1, 2, 3, 4, kProtoUdp));
-  CHECK(FlowKeyHash(MakeFlowKey(1, 2, 3, 4, kProtoTcp)) !=
-        FlowKeyHash(MakeFlowKey(1, 2, 3, 4, kProtoUdp)));
+  CHECK(FlowHashCrc32c(MakeFlowKey(1, 2, 3, 4, kProtoTcp)) !=
+        FlowHashCrc32c(MakeFlowKey(1, 2, 3, 4, kProtoUdp)));
 }
 
 TEST(parse_rejects_without_misparsing) {

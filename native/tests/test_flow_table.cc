@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dyssect/flow_hash.h"
 #include "dyssect/flow_table.h"
 #include "dyssect/nf_state.h"
 #include "test.h"
@@ -12,13 +13,17 @@ using namespace dyssect;
 
 namespace {
 FlowKey Key(uint32_t i) { return MakeFlowKey(0x0A000000 + i, 0x0B000000 + i * 7, i & 0xFFFF, 80, kProtoTcp); }
+// A flow hash as one shard of 16 sees them: every flow shares the low 4 bits
+// (the original's clustering case; FlowTable::Mix must spread them).
+uint32_t H(const FlowKey& k) { return (FlowHashCrc32c(k) & ~15u) | 3u; }
+FlowKey UKey(uint32_t k) { return MakeFlowKey(k << 4, 42, 7, 9, kProtoUdp); }
 }  // namespace
 
 TEST(flow_table_insert_lookup_full) {
   FlowTable t(1000);
   bool ins;
   for (uint32_t i = 0; i < 1000; i++) {
-    FlowEntry* e = t.FindOrInsert(Key(i), i, 5, &ins);
+    FlowEntry* e = t.FindOrInsert(Key(i), H(Key(i)), 5, &ins);
     REQUIRE(e != nullptr);
     CHECK(ins);
     CHECK(e->key == Key(i));
@@ -26,20 +31,20 @@ TEST(flow_table_insert_lookup_full) {
   }
   CHECK_EQ(t.size(), 1000u);
   // Full: counted failure, existing flows still found.
-  CHECK(t.FindOrInsert(Key(5000), 0, 5, &ins) == nullptr);
-  CHECK(t.FindOrInsert(Key(5001), 0, 5, &ins) == nullptr);
+  CHECK(t.FindOrInsert(Key(5000), H(Key(5000)), 5, &ins) == nullptr);
+  CHECK(t.FindOrInsert(Key(5001), H(Key(5001)), 5, &ins) == nullptr);
   CHECK_EQ(t.insert_failures(), 2u);
   for (uint32_t i = 0; i < 1000; i++) {
-    FlowEntry* e = t.FindOrInsert(Key(i), i, 6, &ins);
+    FlowEntry* e = t.FindOrInsert(Key(i), H(Key(i)), 6, &ins);
     REQUIRE(e != nullptr);
     CHECK(!ins);
-    CHECK(t.Lookup(Key(i)) == e);
+    CHECK(t.Lookup(Key(i), H(Key(i))) == e);
   }
-  CHECK(t.Lookup(Key(5000)) == nullptr);
+  CHECK(t.Lookup(Key(5000), H(Key(5000))) == nullptr);
   // Same addresses and ports, different protocol: a different flow.
   FlowKey udp = Key(1);
   udp.proto = kProtoUdp;
-  CHECK(t.Lookup(udp) == nullptr);
+  CHECK(t.Lookup(udp, H(udp)) == nullptr);
 }
 
 TEST(flow_table_random_ops_vs_model) {
@@ -52,7 +57,7 @@ TEST(flow_table_random_ops_vs_model) {
   bool ins;
   for (int op = 0; op < 200000; op++) {
     const uint32_t k = rng() % 2048;
-    const FlowKey key = MakeFlowKey(k << 4, 42, 7, 9, kProtoUdp);
+    const FlowKey key = UKey(k);
     auto it = model.find(k);
     if (rng() % 3 == 0) {
       if (it != model.end()) {
@@ -60,7 +65,7 @@ TEST(flow_table_random_ops_vs_model) {
         model.erase(it);
       }
     } else {
-      FlowEntry* e = t.FindOrInsert(key, 0, 0, &ins);
+      FlowEntry* e = t.FindOrInsert(key, H(key), 0, &ins);
       if (it != model.end()) {
         CHECK(e == it->second);
         CHECK(!ins);
@@ -73,11 +78,11 @@ TEST(flow_table_random_ops_vs_model) {
       }
     }
     if (op % 20000 == 0) {
-      for (auto& kv : model) CHECK(t.Lookup(MakeFlowKey(kv.first << 4, 42, 7, 9, kProtoUdp)) == kv.second);
+      for (auto& kv : model) CHECK(t.Lookup(UKey(kv.first), H(UKey(kv.first))) == kv.second);
     }
   }
   CHECK_EQ(t.size(), model.size());
-  for (auto& kv : model) CHECK(t.Lookup(MakeFlowKey(kv.first << 4, 42, 7, 9, kProtoUdp)) == kv.second);
+  for (auto& kv : model) CHECK(t.Lookup(UKey(kv.first), H(UKey(kv.first))) == kv.second);
   // Removing twice is refused.
   if (!model.empty()) {
     FlowEntry* e = model.begin()->second;
@@ -89,9 +94,9 @@ TEST(flow_table_random_ops_vs_model) {
 TEST(flow_table_expiry_incremental) {
   FlowTable t(100);
   bool ins;
-  for (uint32_t i = 0; i < 100; i++) t.FindOrInsert(Key(i), 0, /*now=*/i < 50 ? 100 : 900, &ins);
+  for (uint32_t i = 0; i < 100; i++) t.FindOrInsert(Key(i), H(Key(i)), /*now=*/i < 50 ? 100 : 900, &ins);
   // Flow 3 is idle but has a packet in flight at an offloading core: kept.
-  t.Lookup(Key(3))->inflight.store(1);
+  t.Lookup(Key(3), H(Key(3)))->inflight.store(1);
   std::vector<uint32_t> expired;
   auto cb = [&](FlowEntry* e) { expired.push_back(e->key.src_ip - 0x0A000000); };
   // Budget 10 per call: the sweep is incremental.
@@ -105,40 +110,40 @@ TEST(flow_table_expiry_incremental) {
   CHECK_EQ(t.size(), 51u);
   CHECK_EQ(expired.size(), 49u);
   for (uint32_t x : expired) CHECK(x < 50 && x != 3);
-  CHECK(t.Lookup(Key(3)) != nullptr);
-  CHECK(t.Lookup(Key(60)) != nullptr);
+  CHECK(t.Lookup(Key(3), H(Key(3))) != nullptr);
+  CHECK(t.Lookup(Key(60), H(Key(60))) != nullptr);
   // Once the in-flight packet is done the flow expires on the next pass.
-  t.Lookup(Key(3))->inflight.store(0);
+  t.Lookup(Key(3), H(Key(3)))->inflight.store(0);
   for (int i = 0; i < 10; i++) t.ExpireSome(1000, 500, 10, cb);
-  CHECK(t.Lookup(Key(3)) == nullptr);
+  CHECK(t.Lookup(Key(3), H(Key(3))) == nullptr);
   CHECK_EQ(t.expirations(), 50u);
   // Freed entries are reusable: the table can fill up again.
-  for (uint32_t i = 1000; i < 1050; i++) CHECK(t.FindOrInsert(Key(i), 0, 1000, &ins) != nullptr);
-  CHECK(t.FindOrInsert(Key(2000), 0, 1000, &ins) == nullptr);
+  for (uint32_t i = 1000; i < 1050; i++) CHECK(t.FindOrInsert(Key(i), H(Key(i)), 1000, &ins) != nullptr);
+  CHECK(t.FindOrInsert(Key(2000), H(Key(2000)), 1000, &ins) == nullptr);
 }
 
 TEST(flow_table_rank_heaviest_up_to_ratio) {
   FlowTable t(16);
   bool ins;
   // Flow i sends (i+1)*100 bytes; total 100*(1+...+10) = 5500.
-  for (uint32_t i = 0; i < 10; i++) t.FindOrInsert(Key(i), 0, 0, &ins)->win_bytes = (i + 1) * 100;
+  for (uint32_t i = 0; i < 10; i++) t.FindOrInsert(Key(i), H(Key(i)), 0, &ins)->win_bytes = (i + 1) * 100;
   // ratio 0.35 -> 1925 bytes: flows 9 (1000) and 8 (900) = 1900 <= 1925; + 800 exceeds.
   CHECK_EQ(t.Rank(0.35, true), 2u);
-  for (uint32_t i = 0; i < 10; i++) CHECK_EQ(t.Lookup(Key(i))->want_offload, i >= 8 ? 1u : 0u);
-  CHECK_EQ(t.Lookup(Key(9))->last_win_bytes, 1000u);
-  CHECK_EQ(t.Lookup(Key(9))->win_bytes, 0u);
+  for (uint32_t i = 0; i < 10; i++) CHECK_EQ(t.Lookup(Key(i), H(Key(i)))->want_offload, i >= 8 ? 1u : 0u);
+  CHECK_EQ(t.Lookup(Key(9), H(Key(9)))->last_win_bytes, 1000u);
+  CHECK_EQ(t.Lookup(Key(9), H(Key(9)))->win_bytes, 0u);
   // r changed without a new window: re-mark on the same bytes.
   CHECK_EQ(t.Rank(0.0, false), 0u);
-  CHECK_EQ(t.Lookup(Key(9))->want_offload, 0u);
+  CHECK_EQ(t.Lookup(Key(9), H(Key(9)))->want_offload, 0u);
   CHECK_EQ(t.Rank(1.0, false), 10u);
   // New window with no traffic: nothing offloaded (idle flows are not ranked).
   CHECK_EQ(t.Rank(1.0, true), 0u);
   // One flow larger than r_s alone: not offloaded.
-  t.Lookup(Key(0))->win_bytes = 900;
-  t.Lookup(Key(1))->win_bytes = 100;
+  t.Lookup(Key(0), H(Key(0)))->win_bytes = 900;
+  t.Lookup(Key(1), H(Key(1)))->win_bytes = 100;
   CHECK_EQ(t.Rank(0.5, true), 0u);
   CHECK_EQ(t.Rank(0.95, false), 1u);
-  CHECK_EQ(t.Lookup(Key(0))->want_offload, 1u);
+  CHECK_EQ(t.Lookup(Key(0), H(Key(0)))->want_offload, 1u);
 }
 
 namespace {
@@ -165,7 +170,7 @@ TEST(nf_state_api_contract) {
   FlowTable t(8);
   bool ins;
   FlowEntry* f[6];
-  for (uint32_t i = 0; i < 6; i++) f[i] = t.FindOrInsert(Key(i), 0, 0, &ins);
+  for (uint32_t i = 0; i < 6; i++) f[i] = t.FindOrInsert(Key(i), H(Key(i)), 0, &ins);
   CHECK(a.Lookup(f[0]) == nullptr);
   Tracked* s0 = a.Insert(f[0], 10);
   REQUIRE(s0 != nullptr);
@@ -230,21 +235,22 @@ TEST(flow_table_batch_prefetch_lookup) {
   FlowTable t(256);
   bool ins;
   std::vector<FlowEntry*> first;
-  for (uint32_t i = 0; i < 200; i++) first.push_back(t.FindOrInsert(Key(i), 0, 5, &ins));
-  uint64_t kh[32];
+  for (uint32_t i = 0; i < 200; i++) first.push_back(t.FindOrInsert(Key(i), H(Key(i)), 5, &ins));
+  uint32_t m[32];
   for (uint32_t j = 0; j < 32; j++) {
-    kh[j] = FlowKeyHash(Key(184 + j));
-    t.PrefetchIndex(kh[j]);
+    m[j] = FlowTable::Mix(H(Key(184 + j)));
+    t.PrefetchIndex(m[j]);
   }
-  for (uint32_t j = 0; j < 32; j++) t.PrefetchEntry(kh[j]);
+  for (uint32_t j = 0; j < 32; j++) t.PrefetchEntry(m[j]);
   for (uint32_t j = 0; j < 32; j++) {
     const uint32_t i = 184 + j;
-    FlowEntry* e = t.FindOrInsertHashed(Key(i), kh[j], 0, 7, &ins);
+    FlowEntry* e = t.FindOrInsertMixed(Key(i), H(Key(i)), m[j], 7, &ins);
     REQUIRE(e != nullptr);
     CHECK(ins == (i >= 200));
     if (i < 200) CHECK(e == first[i]);
-    CHECK(t.Lookup(Key(i)) == e);
+    CHECK(t.Lookup(Key(i), H(Key(i))) == e);
     CHECK(e->key == Key(i));
+    CHECK_EQ(e->flow_hash, H(Key(i)));
   }
   CHECK_EQ(t.size(), 216u);
 }

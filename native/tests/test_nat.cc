@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dyssect/checksum.h"
+#include "dyssect/flow_hash.h"
 #include "dyssect/flow_table.h"
 #include "dyssect/nat.h"
 #include "packet_builder.h"
@@ -84,7 +85,7 @@ TEST(nat_translation_vs_scratch_checksums) {
     ParsedPacket pp;
     REQUIRE(ParsePacket(p.data(), static_cast<uint32_t>(p.size()), &pp) == ParseStatus::kOk);
     bool ins;
-    FlowEntry* f = table.FindOrInsert(pp.key, 0, 0, &ins);
+    FlowEntry* f = table.FindOrInsert(pp.key, FlowHashCrc32c(pp.key), 0, &ins);
     REQUIRE(f != nullptr);
     const auto before = p;
     CHECK(nat.Process(p.data(), pp, f, static_cast<uint32_t>(i % 4)) == Nat::Verdict::kForward);
@@ -168,7 +169,7 @@ TEST(nat_pool_exhaustion_counted_and_release) {
     ParsedPacket pp;
     REQUIRE(ParsePacket(p.data(), static_cast<uint32_t>(p.size()), &pp) == ParseStatus::kOk);
     bool ins;
-    FlowEntry* f = table.FindOrInsert(pp.key, 0, /*now=*/i, &ins);
+    FlowEntry* f = table.FindOrInsert(pp.key, FlowHashCrc32c(pp.key), /*now=*/i, &ins);
     const auto before = p;
     const Nat::Verdict v = nat.Process(p.data(), pp, f, i);
     if (i < 8) {
@@ -195,7 +196,7 @@ TEST(nat_pool_exhaustion_counted_and_release) {
   ParsedPacket pp;
   ParsePacket(p.data(), static_cast<uint32_t>(p.size()), &pp);
   bool ins;
-  FlowEntry* f = table.FindOrInsert(pp.key, 0, 100, &ins);
+  FlowEntry* f = table.FindOrInsert(pp.key, FlowHashCrc32c(pp.key), 100, &ins);
   CHECK(nat.Process(p.data(), pp, f, 0) == Nat::Verdict::kForward);
   CHECK_EQ(nat.state().Lookup(f)->ext_port, freed);
   // Expiry of idle flows releases their pairs.
@@ -214,7 +215,7 @@ TEST(nat_pool_exhaustion_counted_and_release) {
     auto pk = dtest::BuildPacket(q);
     ParsedPacket qq;
     ParsePacket(pk.data(), static_cast<uint32_t>(pk.size()), &qq);
-    FlowEntry* e = t2.FindOrInsert(qq.key, 0, 0, &ins);
+    FlowEntry* e = t2.FindOrInsert(qq.key, FlowHashCrc32c(qq.key), 0, &ins);
     CHECK(small.Process(pk.data(), qq, e, 0) == (i == 0 ? Nat::Verdict::kForward : Nat::Verdict::kDrop));
   }
   CHECK_EQ(small.counters().state_full_drops, 1u);

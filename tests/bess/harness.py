@@ -288,9 +288,52 @@ def toeplitz(data: bytes, key: bytes = RSS_KEY) -> int:
     return result
 
 
-def shard_of(src: str, dst: str, sport: int, dport: int, shards: int) -> int:
-    data = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
-    return toeplitz(data) & (shards - 1)
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+        table.append(c)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """Standard CRC32C (Castagnoli, reflected, init and final XOR 0xFFFFFFFF), written
+    independently of the C++ code."""
+    c = 0xFFFFFFFF
+    for byte in data:
+        c = _CRC32C_TABLE[(c ^ byte) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def flow_hash(
+    src: str, dst: str, sport: int, dport: int, proto: int = 17, kind: str = "crc32c"
+) -> int:
+    """The plugin's flow hash of a TCP/UDP packet: CRC32C of its 16-byte flow key (host-order
+    fields, little-endian, as the plugin lays them out: src, dst, sport, dport, proto, 3 zero
+    bytes), or the NIC's Toeplitz of the 4-tuple (kind="toeplitz")."""
+    if kind == "toeplitz":
+        data = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+        return toeplitz(data)
+    if kind != "crc32c":
+        raise ValueError(f"unknown hash {kind!r}")
+    return crc32c(struct.pack("<IIHHB3x", ip2int(src), ip2int(dst), sport, dport, proto))
+
+
+def shard_of(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    shards: int,
+    proto: int = 17,
+    kind: str = "crc32c",
+) -> int:
+    return flow_hash(src, dst, sport, dport, proto, kind) & (shards - 1)
 
 
 # ---------------------------------------------------------------- sockets

@@ -20,11 +20,14 @@ pytestmark = [
 EXT = {"198.51.100.1", "198.51.100.2"}
 
 
-def socket_pipeline(b: Any, shards: int = 16) -> Any:
+def socket_pipeline(b: Any, shards: int = 16, kind: str = "") -> Any:
     """UnixSocketPort -> dispatcher (wid 0) -> one working core (wid 1) -> chain -> same port."""
     b.add_worker(0, 0)
     b.add_worker(1, 1)
-    b.create_module("DyssectShardManager", "dyssect", {"shards": shards, "cores": [1]})
+    arg: dict[str, Any] = {"shards": shards, "cores": [1]}
+    if kind:
+        arg["hash"] = kind
+    b.create_module("DyssectShardManager", "dyssect", arg)
     sock = harness.unix_port(b, "dy0")
     b.create_module("DyssectDispatcher", "disp", {"port": "dy0"})
     b.attach_task("disp", wid=0)
@@ -88,9 +91,12 @@ def test_nat_output_byte_by_byte(bess: Any) -> None:
     assert harness.total_drops(st) == 0
 
 
-def test_stats_snapshot_matches_what_was_sent(bess: Any) -> None:
+@pytest.mark.parametrize("kind", ["", "crc32c", "toeplitz"])
+def test_stats_snapshot_matches_what_was_sent(bess: Any, kind: str) -> None:
+    """Per-shard counts against shards computed independently in Python: the default flow
+    hash (CRC32C of the key) and the selectable Toeplitz (the NIC's)."""
     shards = 16
-    sock = socket_pipeline(bess, shards)
+    sock = socket_pipeline(bess, shards, kind)
     rnd = random.Random(7)
     flows = [(f"10.1.0.{i + 1}", "192.0.2.99", 17, 4000 + i, 53) for i in range(24)]
     per_shard_pkts: dict[int, int] = defaultdict(int)
@@ -103,7 +109,7 @@ def test_stats_snapshot_matches_what_was_sent(bess: Any) -> None:
             f = rnd.randrange(len(flows))
             src, dst, proto, sp, dp = flows[f]
             pkt = harness.ipv4_packet(src, dst, proto, sp, dp, bytes(rnd.randrange(10, 200)))
-            s = harness.shard_of(src, dst, sp, dp, shards)
+            s = harness.shard_of(src, dst, sp, dp, shards, proto, kind or "crc32c")
             per_shard_pkts[s] += 1
             per_shard_bytes[s] += len(pkt)
             per_flow_bytes[f] += len(pkt)
@@ -424,3 +430,11 @@ def test_nat_rejects_bad_external_addresses(bess: Any) -> None:
             bess.create_module("DyssectNAT", "nat_bad", {"ext_addrs": [bad]})
         assert err.value.code == 22, bad  # EINVAL
     bess.create_module("DyssectNAT", "nat_ok", {"ext_addrs": ["198.51.100.1"]})
+
+
+def test_manager_rejects_unknown_hash(bess: Any) -> None:
+    for bad in ["crc32", "Toeplitz", "rss"]:
+        with pytest.raises(bess.Error) as err:
+            bess.create_module("DyssectShardManager", "dyssect", {"shards": 4, "hash": bad})
+        assert err.value.code == 22, bad  # EINVAL
+    bess.create_module("DyssectShardManager", "dyssect", {"shards": 4, "hash": "toeplitz"})
