@@ -1,0 +1,1 @@
+"""The traffic generator's control side: profiles, the BESS pipeline, sampling, runs."""
