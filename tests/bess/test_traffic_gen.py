@@ -5,14 +5,17 @@ Bounded: every test sends at most a few hundred thousand packets and runs a few 
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import struct
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dyssect_ctrl.traffic import pipeline
+from dyssect_ctrl.traffic import cli, pipeline
 from dyssect_ctrl.traffic.pipeline import GenNames
 from dyssect_ctrl.traffic.profile import STAMP_OFFSET, Profile, parse_profile
 from dyssect_ctrl.traffic.run import run_profile
@@ -200,3 +203,22 @@ def test_unknown_profile_values_are_refused_by_the_module(bess: Any) -> None:
         bess.create_module("DyssectTrafficGen", "bad", {"sizes": [40]})
     with pytest.raises(Exception, match="stamp_offset"):
         bess.create_module("DyssectTrafficGen", "bad2", {"stamp_offset": 20})
+
+
+def test_cli_records_a_loopback_run(bess: Any, daemon: harness.Daemon, tmp_path: Path) -> None:
+    profile = tmp_path / "p.yml"
+    profile.write_text(
+        "flows: 64\nphases:\n  - {name: a, rate_pps: 5000, seconds: 1}\n"
+        "  - {name: b, rate_pps: 10000, seconds: 1}\n"
+    )
+    src = os.environ.get("DYSSECT_BESS_SRC") or str(harness.bess_src())
+    args = ["--profile", str(profile), "--grpc-url", daemon.url, "--pybess-path", src]
+    assert cli.main([*args, "--out", str(tmp_path / "rec"), "--loopback"]) == 0
+    samples = [json.loads(x) for x in (tmp_path / "rec" / "samples.jsonl").read_text().splitlines()]
+    assert [s["phase"] for s in samples] == ["a", "b"]
+    summary = json.loads((tmp_path / "rec" / "summary.json").read_text())
+    a, b = summary["phases"]
+    assert abs(a["offered_pps"] - 5000) / 5000 < 0.05
+    assert abs(b["offered_pps"] - 10000) / 10000 < 0.05
+    assert summary["reconciliation"]["unexplained"] == 0
+    assert a["latency_us"]["p50"] is not None

@@ -1,0 +1,5 @@
+import sys
+
+from dyssect_ctrl.traffic.cli import main
+
+sys.exit(main())
