@@ -104,3 +104,9 @@ def test_load_profile_names_the_file(tmp_path: Path) -> None:
         load_profile(bad)
     with pytest.raises(ConfigError, match=r"missing\.yml"):
         load_profile(tmp_path / "missing.yml")
+
+
+def test_the_documented_example_is_valid() -> None:
+    p = load_profile(Path(__file__).resolve().parents[1] / "examples" / "traffic-step.yml")
+    assert [ph.name for ph in p.phases] == ["base", "step", "ramp-down"]
+    assert p.seconds == 9
