@@ -139,6 +139,8 @@ def render(doc: dict[str, Any], console: Console) -> None:
     if dp:
         conn = "connected" if dp.get("connected") else f"NOT connected ({dp.get('reason', '')})"
         console.print(f"data plane: {dp.get('kind', '?')} {conn}")
+    if doc.get("policy"):
+        console.print(f"policy: {doc['policy']}, solver backend: {doc.get('solver_backend', '?')}")
     if plan:
         total = doc.get("cores_total", "?")
         console.print(

@@ -63,3 +63,16 @@ def test_a_reload_switches_the_policy(tmp_path: Path) -> None:
         loop.tick()
     assert loop.current.working == 4
     assert "static" in backends(state)
+
+
+def test_status_names_the_policy_in_force_after_a_reload(tmp_path: Path) -> None:
+    loop, _ = rig(tmp_path, [0.3] * 8, "dyssect")
+    for _ in range(3):
+        loop.tick()
+    doc = loop.status()
+    assert doc["policy"] == "dyssect" and "policy dyssect" in doc["status"]
+    loop.reload(replace(loop.config, policy="static"))
+    for _ in range(2):
+        loop.tick()
+    doc = loop.status()
+    assert doc["policy"] == "static" and "policy static" in doc["status"]

@@ -61,6 +61,8 @@ DOC = {
         },
     ],
     "last_solve": {"mode": "short", "backend": "highs", "solve_ms": 1.5, "fallback": "late"},
+    "policy": "rsspp",
+    "solver_backend": "auto",
     "counts": {"fallbacks": 3, "rejected": 1},
     "drops": {"ring_full": 4, "table_full": 0},
 }
@@ -96,6 +98,7 @@ def test_render_shows_plan_cores_and_slo_breaches() -> None:
     assert "dyssect-controller: running" in text
     assert "plan 7: W=2 E=1 of 4 cores" in text
     assert "last solve: short highs 1.5 ms, fallback: late" in text
+    assert "policy: rsspp, solver backend: auto" in text
     assert "working" in text and "offloading" in text and "inf" in text
     assert "19.00" in text  # the slot over its SLO is shown (in red on a terminal)
     assert "drops last window: ring_full 4" in text

@@ -47,7 +47,7 @@ class Status:
         p = st.current
         line = (
             f"W={p.working} E={p.offloading} ({p.working + p.offloading}/"
-            f"{st.config.core_count} cores), plan {st.plan_id}"
+            f"{st.config.core_count} cores), plan {st.plan_id}, policy {st.config.policy}"
         )
         if st.last_solve:
             line += (
@@ -155,4 +155,5 @@ class Status:
             "drops": dict(reading.snapshot.drops) if reading else {},
             "drops_total": dict(st.drops_total),
             "solver_backend": st.config.solver.backend,
+            "policy": st.config.policy,
         }
