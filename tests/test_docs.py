@@ -74,3 +74,46 @@ def test_a_numeric_keys_documented_bounds_are_the_schemas(key: str) -> None:
     ilo, ihi = int(whole[1]), int(whole[2])
     assert accepts(key, ilo) and not accepts(key, ilo - 1)
     assert accepts(key, ihi) and not accepts(key, ihi + 1)
+
+
+LAYOUT_MD = ROOT / "docs" / "layout.md"
+# The folders whose every entry the layout must name.
+COVERED = ("dyssect_ctrl", "native/modules", "roles")
+
+
+def layout_paths() -> set[str]:
+    """The paths of docs/layout.md's tree: two spaces of indent per level, a name, its job."""
+    text = LAYOUT_MD.read_text()
+    tree = text[text.index("```\n") + 4 : text.rindex("```")]
+    paths: set[str] = set()
+    parents: list[str] = []
+    for line in tree.splitlines():
+        name = line.split()[0]
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        del parents[depth:]
+        path = "/".join([*parents, name.rstrip("/")])
+        paths.add(path)
+        if name.endswith("/"):
+            parents.append(name.rstrip("/"))
+    return paths
+
+
+def on_disk(folder: str) -> set[str]:
+    return {
+        f"{folder}/{p.name}"
+        for p in (ROOT / folder).iterdir()
+        if p.name not in ("__init__.py", "__pycache__") and not p.name.startswith(".")
+    }
+
+
+@pytest.mark.parametrize("folder", COVERED)
+def test_the_layout_names_every_part_of_the_folder(folder: str) -> None:
+    assert on_disk(folder) - layout_paths() == set()
+
+
+def test_every_path_in_the_layout_exists() -> None:
+    assert {p for p in layout_paths() if not (ROOT / p).exists()} == set()
+
+
+def test_the_readme_links_the_layout() -> None:
+    assert "docs/layout.md" in (ROOT / "README.md").read_text()
