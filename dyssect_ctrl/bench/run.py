@@ -62,6 +62,27 @@ class Row:
             "ours_lower": self.ours_lower,
         }
 
+    def add_baseline(
+        self, cpu0: float, seconds: float, status: str, obj: float | None, ours: tuple[float, float]
+    ) -> None:
+        """One baseline solve: its times, status and objective, compared with ours when both are
+        proven optimal; cpu0: time.thread_time() before it, ours: (objective, proven)."""
+        self.cpu_ms.append((time.thread_time() - cpu0) * 1e3)
+        self.times_ms.append(seconds * 1e3)
+        if status == "optimal":
+            self.optimal += 1
+        elif status == "infeasible":
+            self.infeasible += 1
+        else:
+            self.unproven += 1  # time limit, with or without an incumbent
+        if obj is None:
+            return
+        self.objectives.append(obj)
+        if status == "optimal" and ours[1]:
+            self.compared += 1
+            self.agree += int(abs(obj - ours[0]) < 1e-6)
+            self.ours_lower += int(obj > ours[0] + 1e-6)
+
 
 def pct(sorted_vals: Sequence[float], p: float) -> float | None:
     """Percentile with linear interpolation."""
@@ -181,41 +202,23 @@ def _plain(
     model = baseline.plain_long(loads, params, m)
     c0 = time.thread_time()
     res = milp.solve_highs(model, limit)
-    r = row(size, "long", "plain MILP/highs")
-    r.cpu_ms.append((time.thread_time() - c0) * 1e3)
-    r.times_ms.append(res.seconds * 1e3)
-    _status(r, res.status)
+    obj: float | None = None
     if res.x is not None:
         w, e = baseline.plain_long_cores(res.x, m)
-        r.objectives.append(w + e)
-        if res.status == "optimal" and ours["long"][1]:
-            r.compared += 1
-            r.agree += int(abs(w + e - ours["long"][0]) < 1e-6)
-            r.ours_lower += int(w + e > ours["long"][0] + 1e-6)
+        obj = w + e
+    row(size, "long", "plain MILP/highs").add_baseline(
+        c0, res.seconds, res.status, obj, ours["long"]
+    )
     model = baseline.plain_short(loads, params, cur.working, cur.offloading, cur)
     c0 = time.thread_time()
     res = milp.solve_highs(model, limit)
-    r = row(size, "short", "plain MILP/highs")
-    r.cpu_ms.append((time.thread_time() - c0) * 1e3)
-    r.times_ms.append(res.seconds * 1e3)
-    _status(r, res.status)
+    obj = None
     if res.x is not None:
         a, p = baseline.plain_short_decode(res.x, len(loads), cur.working, cur.offloading)
-        mig = migrations(a, p, cur.working, cur)
-        r.objectives.append(mig)
-        if res.status == "optimal" and ours["short"][1]:
-            r.compared += 1
-            r.agree += int(abs(mig - ours["short"][0]) < 1e-6)
-            r.ours_lower += int(mig > ours["short"][0] + 1e-6)
-
-
-def _status(r: Row, status: str) -> None:
-    if status == "optimal":
-        r.optimal += 1
-    elif status == "infeasible":
-        r.infeasible += 1
-    else:
-        r.unproven += 1  # time limit, with or without an incumbent
+        obj = migrations(a, p, cur.working, cur)
+    row(size, "short", "plain MILP/highs").add_baseline(
+        c0, res.seconds, res.status, obj, ours["short"]
+    )
 
 
 def _miqcp(
@@ -246,15 +249,8 @@ def _miqcp(
             r.errors += 1  # licence: too large
             md.dispose()
             continue
-        r.cpu_ms.append((time.thread_time() - c0) * 1e3)
-        r.times_ms.append(res.seconds * 1e3)
-        _status(r, res.status)
-        if res.objective is not None:
-            # the original's short objective counts each move and each re-pointing twice
-            obj = res.objective if model == "long" else res.objective / 2.0
-            r.objectives.append(obj)
-            if res.status == "optimal" and ours[model][1]:
-                r.compared += 1
-                r.agree += int(abs(obj - ours[model][0]) < 1e-6)
-                r.ours_lower += int(obj > ours[model][0] + 1e-6)
+        obj = res.objective
+        if obj is not None and model == "short":
+            obj /= 2.0  # the original's short objective counts each move and re-pointing twice
+        r.add_baseline(c0, res.seconds, res.status, obj, ours[model])
         md.dispose()
