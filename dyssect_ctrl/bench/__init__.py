@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 from dyssect_ctrl.bench.instances import (
     DEFAULT_BASELINE_SIZES,
@@ -77,30 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _progress(total: int, quiet: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=quiet or not console.is_terminal,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -112,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     total += sum(min(args.instances, args.baseline_instances) for _ in args.baseline_sizes)
     total += len(args.miqcp_sizes) * args.instances if milp.gurobi_available() else 0
     t0 = time.perf_counter()
-    with _progress(total, args.json) as prog:
+    from dyssect_ctrl.progress import progress_bar  # rich loads only when the bench runs
+
+    with progress_bar(quiet=args.json, transient=True) as prog:
         task = prog.add_task("bench", total=total)
 
         def tick(label: str) -> None:

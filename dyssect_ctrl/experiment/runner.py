@@ -309,23 +309,9 @@ class Experiment:
     def _progress(self, total: int) -> tuple[Any, Any]:
         if not self.show_progress or total == 0:
             return None, None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from dyssect_ctrl.progress import progress_bar  # rich loads only when shown
 
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
+        progress = progress_bar()
         return progress, progress.add_task(self.spec.name, total=total)
 
     # -- outputs ----------------------------------------------------------------------------
