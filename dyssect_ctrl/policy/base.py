@@ -70,3 +70,34 @@ def result(
         max_load_working=max(work) if work else 0.0,
         max_load_offloading=max(offl) if offl else 0.0,
     )
+
+
+class RoundPolicy:
+    """A policy that does one round of its method every epoch, long or short (static, rsspp,
+    metron): check the inputs, rebalance the shard -> working core table, build the result."""
+
+    backend = ""
+    params: Params
+    shards: int
+
+    def warm_up(self) -> float:
+        return 0.0
+
+    def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
+        return self.decide(loads, current)
+
+    def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
+        return self.decide(loads, current)
+
+    def decide(self, loads: Sequence[float], current: Plan) -> PlanResult:
+        t0 = time.perf_counter()
+        values = check_inputs(loads, self.shards, current)
+        working, table = self.rebalance(values, current.working, list(current.assignment))
+        plan = working_only(working, table)
+        return result(self.backend, plan, values, self.params, current, t0)
+
+    def rebalance(
+        self, loads: list[float], working: int, table: list[int]
+    ) -> tuple[int, list[int]]:
+        """One round: the new working-core count and shard -> working core table."""
+        raise NotImplementedError

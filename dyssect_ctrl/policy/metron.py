@@ -19,10 +19,10 @@ the middle is filled by the last slot's shards (docs/policies.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from dyssect_ctrl.model import Params, Plan, PlanResult
-from dyssect_ctrl.policy.base import check_inputs, result, working_only
+from dyssect_ctrl.model import Params
+from dyssect_ctrl.policy.base import RoundPolicy
 
 UNDERLOAD = 0.25
 OVERLOAD = 0.75
@@ -30,7 +30,7 @@ MIN_MOVEMENT_S = 3.0
 DEFLATION_FACTOR = 2
 
 
-class MetronPolicy:
+class MetronPolicy(RoundPolicy):
     backend = "metron"
 
     def __init__(
@@ -54,22 +54,6 @@ class MetronPolicy:
         # source starts every core's clock at initialisation).
         self.past = [0.0] * self.max_working
         self.last_movement = [start] * self.max_working
-
-    def warm_up(self) -> float:
-        return 0.0
-
-    def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        return self.decide(loads, current)
-
-    def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        return self.decide(loads, current)
-
-    def decide(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        t0 = time.perf_counter()
-        values = check_inputs(loads, self.shards, current)
-        working, table = self.rebalance(values, current.working, list(current.assignment))
-        plan = working_only(working, table)
-        return result(self.backend, plan, values, self.params, current, t0)
 
     def rebalance(
         self, loads: list[float], working: int, table: list[int]

@@ -21,11 +21,10 @@ its place (docs/policies.md lists this and the other departures).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from dyssect_ctrl.model import Params, Plan, PlanResult
-from dyssect_ctrl.policy.base import check_inputs, result, working_only
+from dyssect_ctrl.policy.base import RoundPolicy
 from dyssect_ctrl.policy.rsspp_solver import solve_target, spread
 
 # DeviceBalancer's defaults for METHOD rsspp (TARGET_LOAD, IMBALANCE_THRESHOLD).
@@ -35,7 +34,7 @@ THRESHOLD = 0.02
 ADD_BELOW = -0.1
 
 
-class RssppPolicy:
+class RssppPolicy(RoundPolicy):
     backend = "rsspp"
 
     def __init__(
@@ -62,26 +61,14 @@ class RssppPolicy:
         # What the last round did, for the tests and the logs.
         self.last_action = ""
 
-    def warm_up(self) -> float:
-        return 0.0
-
-    def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        return self.decide(loads, current)
-
-    def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        return self.decide(loads, current)
-
     def decide(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        t0 = time.perf_counter()
-        values = check_inputs(loads, self.shards, current)
         if self.last is None or current != self.last:
             # The plan in force is not the one this policy chose last (not applied, or another
             # planner's): the flags describe moves that did not happen.
             self.moved.clear()
-        working, table = self.rebalance(values, current.working, list(current.assignment))
-        plan = working_only(working, table)
-        self.last = plan
-        return result(self.backend, plan, values, self.params, current, t0)
+        res = super().decide(loads, current)
+        self.last = res.plan
+        return res
 
     def rebalance(
         self, loads: list[float], working: int, table: list[int]

@@ -7,14 +7,11 @@ No core is ever added or removed and nothing is offloaded, whatever the load.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-
-from dyssect_ctrl.model import Params, Plan, PlanResult
-from dyssect_ctrl.policy.base import check_inputs, result, working_only
+from dyssect_ctrl.model import Params
+from dyssect_ctrl.policy.base import RoundPolicy, working_only
 
 
-class StaticPolicy:
+class StaticPolicy(RoundPolicy):
     backend = "static"
 
     def __init__(self, params: Params, cores: int, shards: int) -> None:
@@ -26,16 +23,7 @@ class StaticPolicy:
         w = min(cores, shards)
         self.plan = working_only(w, [s % w for s in range(shards)])
 
-    def warm_up(self) -> float:
-        return 0.0
-
-    def decide(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        t0 = time.perf_counter()
-        values = check_inputs(loads, self.shards, current)
-        return result(self.backend, self.plan, values, self.params, current, t0)
-
-    def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        return self.decide(loads, current)
-
-    def short(self, loads: Sequence[float], current: Plan) -> PlanResult:
-        return self.decide(loads, current)
+    def rebalance(
+        self, loads: list[float], working: int, table: list[int]
+    ) -> tuple[int, list[int]]:
+        return self.plan.working, list(self.plan.assignment)
