@@ -188,10 +188,6 @@ def ip2int(a: str) -> int:
     return int.from_bytes(socket.inet_aton(a), "big")
 
 
-def int2ip(v: int) -> str:
-    return socket.inet_ntoa(v.to_bytes(4, "big"))
-
-
 MAC_DST = bytes.fromhex("020000000002")
 MAC_SRC = bytes.fromhex("020000000001")
 
