@@ -3,7 +3,8 @@
 Builds the generator pipeline on the bessd at --grpc-url (which it resets: the generator owns
 that daemon), sends through a DPDK port (--vdev, e.g. net_af_packet0,iface=veth0, out and back
 in on the same port) or through an in-daemon loopback (--loopback, a self-test), prints one line
-per sample, and writes samples.jsonl and summary.json into --out.
+per sample, and writes samples.jsonl, summary.json and traffic.png (latency percentiles with the
+phases shaded, offered vs delivered) into --out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from dyssect_ctrl.config import ConfigError
 from dyssect_ctrl.traffic import pipeline
 from dyssect_ctrl.traffic.pipeline import DEFAULT_NAMES
+from dyssect_ctrl.traffic.plot import plot
 from dyssect_ctrl.traffic.profile import Profile, load_profile
 from dyssect_ctrl.traffic.run import RunRecord, run_profile
 from dyssect_ctrl.traffic.sampler import Sample
@@ -132,5 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         b.disconnect()
     result = summary(record)
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot([s.to_dict() for s in record.samples], out / "traffic.png", Path(args.profile).name)
     print(json.dumps(result, indent=2))
     return 0 if record.reconciliation.unexplained == 0 else 1

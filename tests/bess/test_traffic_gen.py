@@ -222,3 +222,4 @@ def test_cli_records_a_loopback_run(bess: Any, daemon: harness.Daemon, tmp_path:
     assert abs(b["offered_pps"] - 10000) / 10000 < 0.05
     assert summary["reconciliation"]["unexplained"] == 0
     assert a["latency_us"]["p50"] is not None
+    assert (tmp_path / "rec" / "traffic.png").stat().st_size > 10_000
