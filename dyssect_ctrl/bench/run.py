@@ -199,26 +199,30 @@ def _plain(
     ours: Ours,
     limit: float,
 ) -> None:
-    model = baseline.plain_long(loads, params, m)
-    c0 = time.thread_time()
-    res = milp.solve_highs(model, limit)
-    obj: float | None = None
-    if res.x is not None:
-        w, e = baseline.plain_long_cores(res.x, m)
-        obj = w + e
-    row(size, "long", "plain MILP/highs").add_baseline(
-        c0, res.seconds, res.status, obj, ours["long"]
-    )
-    model = baseline.plain_short(loads, params, cur.working, cur.offloading, cur)
-    c0 = time.thread_time()
-    res = milp.solve_highs(model, limit)
-    obj = None
-    if res.x is not None:
-        a, p = baseline.plain_short_decode(res.x, len(loads), cur.working, cur.offloading)
-        obj = migrations(a, p, cur.working, cur)
-    row(size, "short", "plain MILP/highs").add_baseline(
-        c0, res.seconds, res.status, obj, ours["short"]
-    )
+    def short_migrations(x: Any) -> float:
+        a, p = baseline.plain_short_decode(x, len(loads), cur.working, cur.offloading)
+        return float(migrations(a, p, cur.working, cur))
+
+    cases: list[tuple[str, Callable[[], Any], Callable[[Any], float]]] = [
+        (
+            "long",
+            lambda: baseline.plain_long(loads, params, m),
+            lambda x: float(sum(baseline.plain_long_cores(x, m))),
+        ),
+        (
+            "short",
+            lambda: baseline.plain_short(loads, params, cur.working, cur.offloading, cur),
+            short_migrations,
+        ),
+    ]
+    for model, build, objective in cases:
+        md = build()
+        c0 = time.thread_time()
+        res = milp.solve_highs(md, limit)
+        obj = None if res.x is None else objective(res.x)
+        row(size, model, "plain MILP/highs").add_baseline(
+            c0, res.seconds, res.status, obj, ours[model]
+        )
 
 
 def _miqcp(
