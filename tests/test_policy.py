@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dyssect_ctrl.config import ConfigError, parse_config
+from dyssect_ctrl.model import Params
 from dyssect_ctrl.planner import Planner
 from dyssect_ctrl.policy import POLICIES, make_policy
 from dyssect_ctrl.policy.metron import MetronPolicy
@@ -34,3 +35,11 @@ def test_every_listed_policy_builds() -> None:
 def test_unknown_policy_is_refused_with_its_key() -> None:
     with pytest.raises(ConfigError, match=r"^policy: must be one of"):
         parse_config({"policy": "rss"})
+
+
+@pytest.mark.parametrize("kind", [StaticPolicy, RssppPolicy, MetronPolicy])
+@pytest.mark.parametrize(("cores", "shards"), [(0, 16), (4, 0)])
+def test_round_policies_refuse_no_cores_or_no_shards(kind: type, cores: int, shards: int) -> None:
+    with pytest.raises(ValueError, match=f"^{kind.backend} needs cores >= 1 and shards >= 1"):
+        kind(Params(), cores, shards)
+    assert kind(Params(), 4, 16).max_working == 4

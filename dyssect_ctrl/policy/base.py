@@ -77,8 +77,15 @@ class RoundPolicy:
     metron): check the inputs, rebalance the shard -> working core table, build the result."""
 
     backend = ""
-    params: Params
-    shards: int
+
+    def __init__(self, params: Params, cores: int, shards: int) -> None:
+        if cores < 1 or shards < 1:
+            raise ValueError(
+                f"{self.backend} needs cores >= 1 and shards >= 1 (got {cores}, {shards})"
+            )
+        self.params = params
+        self.shards = shards
+        self.max_working = min(cores, shards)
 
     def warm_up(self) -> float:
         return 0.0

@@ -42,11 +42,7 @@ class MetronPolicy(RoundPolicy):
         autoscale: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if cores < 1 or shards < 1:
-            raise ValueError(f"metron needs cores >= 1 and shards >= 1 (got {cores}, {shards})")
-        self.params = params
-        self.max_working = min(cores, shards)
-        self.shards = shards
+        super().__init__(params, cores, shards)
         self.autoscale = autoscale
         self.clock = clock
         start = clock()

@@ -47,11 +47,7 @@ class RssppPolicy(RoundPolicy):
         threshold: float = THRESHOLD,
         autoscale: bool = True,
     ) -> None:
-        if cores < 1 or shards < 1:
-            raise ValueError(f"rsspp needs cores >= 1 and shards >= 1 (got {cores}, {shards})")
-        self.params = params
-        self.max_working = min(cores, shards)
-        self.shards = shards
+        super().__init__(params, cores, shards)
         self.target_load = target_load
         self.threshold = threshold
         self.autoscale = autoscale

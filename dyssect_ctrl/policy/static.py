@@ -15,12 +15,9 @@ class StaticPolicy(RoundPolicy):
     backend = "static"
 
     def __init__(self, params: Params, cores: int, shards: int) -> None:
-        if cores < 1 or shards < 1:
-            raise ValueError(f"static needs cores >= 1 and shards >= 1 (got {cores}, {shards})")
-        self.params = params
+        super().__init__(params, cores, shards)
         self.cores = cores
-        self.shards = shards
-        w = min(cores, shards)
+        w = self.max_working
         self.plan = working_only(w, [s % w for s in range(shards)])
 
     def rebalance(
