@@ -60,9 +60,7 @@ class FakeBess:
         if cmd == "get" and module.endswith("_gen"):
             return SimpleNamespace(sent=sent)
         if cmd == "get" and module.endswith("_check"):
-            return SimpleNamespace(
-                received=received + 3, bad=3, gaps=sent - received, reordered=0
-            )
+            return SimpleNamespace(received=received + 3, bad=3, gaps=sent - received, reordered=0)
         if cmd == "get_summary":
             self.summaries += 1
             hist = SimpleNamespace(
