@@ -194,16 +194,8 @@ def run_migrations(b: Any, count: int, rate: int) -> dict[str, Any]:
             break
     elapsed = time.monotonic() - t0
     b.disconnect_modules("tmpl", 0)  # stop offering load, then let everything drain
-    last: list[Any] = []
-
-    def settled() -> bool:
-        sent, check, st = harness.seq_totals(b)
-        last[:] = [sent, check, st]
-        return sent == check.received + harness.total_drops(st) and not st.migrating
-
-    harness.wait_until(settled, 30, 0.1)
+    sent, check, st = harness.wait_accounted(b, 30)
     b.pause_all()
-    sent, check, st = last
     return {
         "migrations": done,
         "seconds": elapsed,

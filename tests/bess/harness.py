@@ -451,3 +451,17 @@ def seq_totals(b: Any) -> tuple[int, Any, Any]:
 
 def total_drops(stats: Any) -> int:
     return int(sum(stats.drops.values()))
+
+
+def wait_accounted(b: Any, timeout_s: float = 30.0) -> tuple[int, Any, Any]:
+    """Waits until every packet the sequence generator sent is out or counted as dropped and no
+    migration is running; returns the last (sent, check, stats) read, settled or not."""
+    last: list[Any] = []
+
+    def settled() -> bool:
+        sent, check, st = seq_totals(b)
+        last[:] = [sent, check, st]
+        return sent == check.received + total_drops(st) and not st.migrating
+
+    wait_until(settled, timeout_s, 0.1)
+    return last[0], last[1], last[2]

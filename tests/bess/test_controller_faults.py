@@ -74,18 +74,6 @@ def stop_source(b: Any) -> None:
     b.disconnect_modules("tmpl", 0)
 
 
-def drain(b: Any, timeout_s: float = 30.0) -> tuple[int, Any, Any]:
-    last: list[Any] = []
-
-    def settled() -> bool:
-        sent, check, st = harness.seq_totals(b)
-        last[:] = [sent, check, st]
-        return sent == check.received + harness.total_drops(st) and not st.migrating
-
-    harness.wait_until(settled, timeout_s, 0.1)
-    return last[0], last[1], last[2]
-
-
 def running_plan(st: Any) -> Plan:
     assignment = tuple(s.pending_owner if s.pending_owner >= 0 else s.owner for s in st.shards)
     pairing = {i: j for i, j in enumerate(st.pairing) if i < st.working and j >= 0}
@@ -120,7 +108,7 @@ def test_sigkilled_controller_adopts_the_running_plan_and_loses_nothing(
         kinds = {d["kind"] for d in read_decisions(log)} if log.exists() else set()
         assert "initial" not in kinds
         stop_source(bess)
-        sent, check, st = drain(bess)
+        sent, check, st = harness.wait_accounted(bess)
     assert sent > 0
     assert check.gaps == 0, "packets were lost"
     assert check.reordered == 0, "a flow was reordered"
@@ -271,6 +259,6 @@ def test_solver_failure_every_epoch_still_ends_with_a_valid_applied_plan(
         assert loop.current.working + loop.current.offloading >= 2  # greedy scaled up
         loop.close()
         stop_source(bess)
-        sent, check, st = drain(bess)
+        sent, check, st = harness.wait_accounted(bess)
     assert check.gaps == 0 and check.reordered == 0
     assert sent == check.received + harness.total_drops(st)

@@ -225,19 +225,6 @@ def stop_source(b: Any) -> None:
     b.disconnect_modules("tmpl", 0)
 
 
-def _drain(b: Any, timeout_s: float = 30.0) -> tuple[int, Any, Any]:
-    """Waits until everything the generator sent is accounted for (out or dropped)."""
-    last: list[Any] = []
-
-    def settled() -> bool:
-        sent, check, st = harness.seq_totals(b)
-        last[:] = [sent, check, st]
-        return sent == check.received + harness.total_drops(st) and not st.migrating
-
-    wait_until(settled, timeout_s, 0.1)
-    return last[0], last[1], last[2]
-
-
 def test_migrations_lose_nothing_and_keep_flow_order(bess: Any) -> None:
     shards, flows = 16, 256
     harness.seq_pipeline(
@@ -274,7 +261,7 @@ def test_migrations_lose_nothing_and_keep_flow_order(bess: Any) -> None:
             assert wait_not_migrating(bess, 10), "a migration did not finish"
             get_stats(bess)  # closes the window: owners re-rank, flows get (re)classified
         stop_source(bess)
-        sent, check, st = _drain(bess)
+        sent, check, st = harness.wait_accounted(bess)
         offloaded = int(bess.get_module_info("eg_o0").ogates[0].pkts)
     print(
         f"sent={sent} received={check.received} migrations={migrations} plans={plans} "
@@ -329,7 +316,7 @@ def test_pause_one_worker_while_another_runs(bess: Any) -> None:
         bess.resume_worker(2)
         assert wait_until(lambda: out_of("eg_w1") > w1_before, 10)
         stop_source(bess)
-        sent, check, st = _drain(bess)
+        sent, check, st = harness.wait_accounted(bess)
     assert check.reordered == 0 and check.gaps == 0
     assert sent == check.received + harness.total_drops(st)
 
@@ -375,7 +362,7 @@ def test_run_to_completion_keeps_order_under_migrations(bess: Any) -> None:
             time.sleep(0.01)  # steady state between plans: bursts for core 0 go inline again
         mid = get_stats(b)
         stop_source(b)
-        sent, check, st = _drain(b)
+        sent, check, st = harness.wait_accounted(b)
     print(
         f"sent={sent} received={check.received} migrations={migrations} "
         f"inline={st.packets_inline} ring={st.packets_in - st.packets_inline} "

@@ -88,15 +88,7 @@ def drain_and_check(b: Any, reads: Reads) -> tuple[int, Any, Any]:
     """Stops the source, waits until every sent packet is out or dropped, checks order, loss
     and the counters at rest (nothing held, nothing unaccounted)."""
     b.disconnect_modules("tmpl", 0)
-    last: list[Any] = []
-
-    def settled() -> bool:
-        sent, check, st = harness.seq_totals(b)
-        last[:] = [sent, check, st]
-        return sent == check.received + harness.total_drops(st) and not st.migrating
-
-    harness.wait_until(settled, 20, 0.1)
-    sent, check, st = last
+    sent, check, st = harness.wait_accounted(b, 20)
     reads.stats()
     assert check.bad == 0
     assert check.reordered == 0, "a flow was reordered"
