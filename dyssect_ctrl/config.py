@@ -385,27 +385,25 @@ def _mapping(key: str, value: Any) -> Mapping[Any, Any]:
     return value
 
 
-def _section(key: str, cls: type[T], checks: dict[str, Check], value: Any) -> T:
-    raw = _mapping(key, value)
+def check_fields(key: str, value: Any, checks: Mapping[str, Check]) -> dict[str, Any]:
+    """The mapping at `key` with each value passed through its key's check; a key with no
+    check is an error. Used by every section here and by other validated documents."""
     values: dict[str, Any] = {}
-    for name, item in raw.items():
-        path = f"{key}.{inputs.quote_key(name)}"
+    for name, item in _mapping(key, value).items():
+        path = f"{key}.{inputs.quote_key(name)}" if key else inputs.quote_key(name)
         if not isinstance(name, str) or name not in checks:
             raise ConfigError(path, "unknown key")
         values[name] = checks[name](path, item)
-    return cls(**values)
+    return values
+
+
+def _section(key: str, cls: type[T], checks: dict[str, Check], value: Any) -> T:
+    return cls(**check_fields(key, value, checks))
 
 
 def parse_model(obj: Any, key: str = "model", base: Params | None = None) -> Params:
     """Validate a mapping of model parameters (missing ones taken from `base`)."""
-    raw = _mapping(key, obj)
-    values: dict[str, Any] = {}
-    for name, item in raw.items():
-        path = f"{key}.{inputs.quote_key(name)}"
-        if not isinstance(name, str) or name not in _MODEL:
-            raise ConfigError(path, "unknown key")
-        values[name] = _MODEL[name](path, item)
-    return (base or Params()).with_values(values)
+    return (base or Params()).with_values(check_fields(key, obj, _MODEL))
 
 
 def parse_config(obj: object) -> Config:

@@ -6,7 +6,6 @@ of the offending key. The schema is documented in docs/traffic.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from dyssect_ctrl import inputs
 from dyssect_ctrl.config import (
     Check,
     ConfigError,
+    check_fields,
     closed_unit,
     int_range,
     load_yaml_text,
@@ -113,24 +113,6 @@ class Profile:
         }
 
 
-def _mapping(key: str, value: Any) -> Mapping[Any, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(key or "(top level)", f"must be a mapping (got {type(value).__name__})")
-    return value
-
-
-def _fields(key: str, value: Any, checks: dict[str, Check]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, item in _mapping(key, value).items():
-        path = f"{key}.{inputs.quote_key(name)}" if key else inputs.quote_key(name)
-        if not isinstance(name, str) or name not in checks:
-            raise ConfigError(path, "unknown key")
-        out[name] = checks[name](path, item)
-    return out
-
-
 def _list(key: str, value: Any, limit: int, item: Check) -> tuple[Any, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError(key, "must be a non-empty list")
@@ -141,7 +123,7 @@ def _list(key: str, value: Any, limit: int, item: Check) -> tuple[Any, ...]:
 
 def _size(key: str, value: Any) -> Size:
     return Size(
-        **_fields(
+        **check_fields(
             key,
             value,
             {"bytes": int_range(MIN_FRAME, MAX_FRAME), "weight": int_range(0, 1_000_000)},
@@ -153,7 +135,7 @@ _RATE = number_range(0.0, MAX_RATE_PPS)
 
 
 def _phase(key: str, value: Any) -> Phase:
-    values = _fields(
+    values = check_fields(
         key,
         value,
         {
@@ -188,13 +170,13 @@ _CHECKS: dict[str, Check] = {
     "flows": int_range(1, MAX_FLOWS),
     "zipf_alpha": number_range(0.0, 10.0),
     "hot_set": lambda k, v: HotSet(
-        **_fields(
+        **check_fields(
             k,
             v,
             {"shift_every_s": non_negative, "stride": int_range(0, MAX_FLOWS - 1)},
         )
     ),
-    "churn": lambda k, v: Churn(**_fields(k, v, {"new_flows_per_s": non_negative})),
+    "churn": lambda k, v: Churn(**check_fields(k, v, {"new_flows_per_s": non_negative})),
     "tcp_fraction": closed_unit,
     "sizes": _sizes,
     "phases": _phases,
@@ -203,7 +185,7 @@ _CHECKS: dict[str, Check] = {
 
 def parse_profile(obj: object, key: str = "") -> Profile:
     """Build a Profile from parsed YAML (None means every default); `key` prefixes error paths."""
-    profile = Profile(**_fields(key, obj, _CHECKS))
+    profile = Profile(**check_fields(key, obj, _CHECKS))
     if profile.hot_set.stride >= profile.flows and profile.hot_set.stride:
         raise ConfigError(_join(key, "hot_set.stride"), f"must be < flows ({profile.flows})")
     if profile.seconds > MAX_PHASE_S:
