@@ -117,3 +117,30 @@ def test_test_traffic_feeds_the_dispatcher_under_its_rate_limit() -> None:
         "limit": {"packet": 5000},
     }
     assert (("dyssect_tsrc",), {"parent": "dyssect_traffic"}) in b.named("attach_task")
+
+
+def test_software_steering_polls_every_rx_queue_of_a_vdev() -> None:
+    """net_af_packet with qpairs=N spreads what it receives over N sockets: all are polled."""
+    vdev = "net_af_packet0,iface=veth0,qpairs=3"
+    b = Recorder()
+    pipeline.build(b, config(ports=[{"name": "port0", "vdev": vdev}]))
+    ports = {a[1]: k for a, k in ((a, a[2]) for a, _ in b.named("create_port"))}
+    assert ports["port0"]["num_inc_q"] == 3 and ports["port0"]["num_out_q"] == 3
+    created = {a[1]: (a[0], a[2]) for a, _ in b.named("create_module")}
+    assert created["dyssect_dispatch"][1] == {"manager": "dyssect", "port": "port0", "qid": 0}
+    assert created["dyssect_rxq1"] == ("QueueInc", {"port": "port0", "qid": 1})
+    assert created["dyssect_rxq2"] == ("QueueInc", {"port": "port0", "qid": 2})
+    assert "dyssect_rxq3" not in created
+    links = [a for a, _ in b.named("connect_modules")]
+    assert ("dyssect_rxq1", "dyssect_dispatch") in links
+    assert ("dyssect_rxq2", "dyssect_dispatch") in links
+    tasks = {a[0]: k["wid"] for a, k in b.named("attach_task") if "wid" in k}
+    assert tasks["dyssect_rxq1"] == tasks["dyssect_rxq2"] == tasks["dyssect_dispatch"]
+
+
+def test_rx_queue_count_comes_from_the_port_or_its_vdev() -> None:
+    assert pipeline.rx_queue_count({"name": "p", "vdev": "net_null0"}) == 1
+    assert pipeline.rx_queue_count({"name": "p", "vdev": "net_af_packet0,iface=a,qpairs=4"}) == 4
+    assert pipeline.rx_queue_count({"name": "p", "pci": "0000:01:00.0"}) == 1
+    both = {"name": "p", "vdev": "net_af_packet0,qpairs=4", "rx_queues": 2}
+    assert pipeline.rx_queue_count(both) == 2

@@ -94,17 +94,18 @@ def test_generator_measures_the_dut_pipeline_over_af_packet(
     link_bessd: tuple[Any, harness.Daemon], bess_tree: Path, tmp_path: Path
 ) -> None:
     b, daemon = link_bessd
-    # One core: net_af_packet opens one socket per queue pair in a fanout group, and the
-    # loader reads RX queue 0 only under software steering, so with qpairs=2 (two TX queues)
-    # the second socket's ring fills with packets nobody reads (exactly framecnt of them).
-    cores = [1]
+    # Two cores, so qpairs=2 (a TX queue per core): net_af_packet then opens two sockets in a
+    # fanout group and the kernel spreads what dut receives over both; the loader polls both RX
+    # queues (before it did, the second socket's ring filled and framecnt packets were lost).
+    cores = [1, 2]
     cfg = pipeline_config(
         pybess_path=str(bess_tree),
         grpc_url=daemon.url,
         timeout_s=30,
         cores=cores,
+        worker_cpus={"2": 1},  # a 2-CPU machine: both working cores on CPU 1
         # the dut's end of the link; one TX queue per core
-        ports=[{"name": "dut0", "vdev": f"net_af_packet0,iface={DUT_IF},{RING}"}],
+        ports=[{"name": "dut0", "vdev": f"net_af_packet0,iface={DUT_IF},{RING},qpairs=2"}],
         rx_port="dut0",
         tx_port="dut0",
         chain=[

@@ -13,8 +13,10 @@ a rerun never stacks a second pipeline), then builds:
                expects), plus the dispatcher's worker (the lowest free id, on its own CPU)
                under software steering;
   manager      DyssectShardManager <module> with the shards and the core list;
-  steering     software: DyssectDispatcher polling the RX port; hardware: every working core
-               polls its own RX queue of that port (RSS with RETA updates);
+  steering     software: DyssectDispatcher polling the RX port's queue 0, and a QueueInc per
+               further RX queue feeding it on the same worker (a vdev such as net_af_packet
+               with qpairs=N spreads what it receives over N queues); hardware: every working
+               core polls its own RX queue of that port (RSS with RETA updates);
   per core k   DyssectWorkingCore (slot k) and DyssectOffloadingCore (slot M-1-k) attached to
                worker cores[k], both feeding one chain of that core:
                NFs in order -> DyssectEgress -> QueueOut(tx port, queue k);
@@ -69,6 +71,19 @@ def nf_module(nf, manager):
 
 
 TRAFFIC_TC = "dyssect_traffic"
+
+
+def rx_queue_count(port):
+    """RX queues to poll under software steering: the port's `rx_queues`, else the vdev's queue
+    pairs. net_af_packet opens one socket per queue pair and joins them in a fanout group, so
+    the kernel spreads received packets over all of them: a queue nobody polls loses its share."""
+    if "rx_queues" in port:
+        return int(port["rx_queues"])
+    for part in port.get("vdev", "").split(",")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip() == "qpairs":
+            return int(value)
+    return 1
 
 
 def udp_frame(size):
@@ -132,9 +147,12 @@ def build(bess, cfg):
 
     for name, port in ports.items():
         arg = {"pci": port["pci"]} if "pci" in port else {"vdev": port["vdev"]}
-        # Queues: one RX queue per core under hardware steering (one otherwise), one TX queue
-        # per core so every chain sends on its own queue.
-        arg["num_inc_q"] = m if hardware and name == rx else 1
+        # Queues: one RX queue per core under hardware steering (every queue the vdev opens
+        # otherwise), one TX queue per core so every chain sends on its own queue.
+        if name == rx:
+            arg["num_inc_q"] = m if hardware else rx_queue_count(port)
+        else:
+            arg["num_inc_q"] = 1
         arg["num_out_q"] = m if name == tx else 1
         bess.create_port("PMDPort", name, arg)
 
@@ -163,6 +181,12 @@ def build(bess, cfg):
             disp_arg.update({"port": rx, "qid": 0})
         bess.create_module("DyssectDispatcher", manager + "_dispatch", disp_arg)
         bess.attach_task(manager + "_dispatch", wid=wid)
+        if not cfg.get("test_traffic"):
+            for qid in range(1, rx_queue_count(ports[rx])):
+                inc = f"{manager}_rxq{qid}"
+                bess.create_module("QueueInc", inc, {"port": rx, "qid": qid})
+                bess.connect_modules(inc, manager + "_dispatch")
+                bess.attach_task(inc, wid=wid)
         if cfg.get("test_traffic"):
             add_test_traffic(bess, manager, wid, cfg["test_traffic"])
 
