@@ -33,6 +33,7 @@ DELEGATED = {
     "bench": ("dyssect_ctrl.bench", "time the planner backends over a grid of instances"),
     "record": ("dyssect_ctrl.experiment.record", "sample the running controller into JSON lines"),
     "load": ("dyssect_ctrl.experiment.load", "set the offered load of the pipeline's test source"),
+    "ports": ("dyssect_ctrl.experiment.ports", "print the data plane's port counters as JSON"),
     "report": ("dyssect_ctrl.experiment.report", "summary.json and plots of a recorded run"),
     "experiment": (
         "dyssect_ctrl.experiment.runner",

@@ -15,7 +15,7 @@ from typing import Any
 
 from dyssect_ctrl.config import ConfigError, load_config
 from dyssect_ctrl.dataplane.base import DataplaneError
-from dyssect_ctrl.dataplane.bess import load_pybess, probe
+from dyssect_ctrl.experiment.bessd import connected
 from dyssect_ctrl.status import DEFAULT_CONFIG
 
 EXIT_OK = 0
@@ -59,19 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         config = load_config(args.config)
-        bess_cls, grpc = load_pybess(config.dataplane.pybess_path)
-        probe(grpc, config.dataplane.grpc_url, config.dataplane.connect_timeout_ms / 1000.0)
-        bess = bess_cls()
-        try:
-            bess.connect(grpc_url=config.dataplane.grpc_url)
-        except Exception as e:  # pybess raises its own RPCError / APIError types
-            raise DataplaneError(f"bessd at {config.dataplane.grpc_url}: {e}") from None
-        try:
-            now = set_rate(bess, args.tc, args.rate)
-        except (bess_cls.Error, grpc.RpcError) as e:
-            raise DataplaneError(f"{args.tc}: {e}") from None
-        finally:
-            bess.disconnect()
+        with connected(config) as (bess, bess_cls, grpc):
+            try:
+                now = set_rate(bess, args.tc, args.rate)
+            except (bess_cls.Error, grpc.RpcError) as e:
+                raise DataplaneError(f"{args.tc}: {e}") from None
     except (ConfigError, DataplaneError) as e:
         print(f"load: {e}", file=sys.stderr)
         return EXIT_ERROR
