@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,16 @@ def _pybess(path: str) -> Any:
     return BESS
 
 
-def build(b: Any, profile: Profile, vdev: str | None, wid: int, core: int) -> None:
+def build(b: Any, profile: Profile, port: Mapping[str, str] | None, wid: int, core: int) -> None:
+    """The generator pipeline; `port` is the PMDPort's {vdev} or {pci}, None for a loopback."""
     b.pause_all()
     b.reset_all()
     b.add_worker(wid, core)
-    if vdev is None:
+    if port is None:
         b.create_module("Bypass", "tg_link", {})
         out, head = "tg_link", "tg_link"
     else:
-        b.create_port("PMDPort", PORT, {"vdev": vdev})
+        b.create_port("PMDPort", PORT, dict(port))
         b.create_module("PortOut", "tg_out", {"port": PORT})
         b.create_module("PortInc", "tg_in", {"port": PORT})
         b.attach_task("tg_in", wid=wid)
@@ -57,8 +59,10 @@ def port_drops(b: Any) -> Mapping[str, int]:
     return {"port_tx_dropped": int(stats.out.dropped), "port_rx_dropped": int(stats.inc.dropped)}
 
 
-def summary(record: RunRecord) -> dict[str, Any]:
+def summary(record: RunRecord, started_unix: float) -> dict[str, Any]:
     return {
+        # wall clock of the first sample's start, to line the run up with the DUT's record
+        "started_unix": round(started_unix, 3),
         "phases": [
             {
                 "name": p.name,
@@ -98,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder for samples.jsonl and summary.json")
     link = ap.add_mutually_exclusive_group(required=True)
     link.add_argument("--vdev", help="DPDK vdev the traffic leaves and returns on")
+    link.add_argument("--pci", help="PCI address of the NIC the traffic leaves and returns on")
     link.add_argument("--loopback", action="store_true", help="no port: an in-daemon self-test")
     ap.add_argument("--wid", type=int, default=0, help="BESS worker id")
     ap.add_argument("--core", type=int, default=0, help="CPU core of that worker")
@@ -112,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = _pybess(args.pybess_path)()
     b.connect(grpc_url=args.grpc_url)
     try:
-        build(b, profile, None if args.loopback else args.vdev, args.wid, args.core)
+        port = None if args.loopback else ({"pci": args.pci} if args.pci else {"vdev": args.vdev})
+        build(b, profile, port, args.wid, args.core)
         with open(out / "samples.jsonl", "w", encoding="utf-8") as series:
 
             def on_sample(s: Sample) -> None:
@@ -121,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_line(s), flush=True)
 
             b.resume_all()
+            started = time.time()
             record = run_profile(
                 b,
                 profile,
@@ -132,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         b.pause_all()
         b.reset_all()
         b.disconnect()
-    result = summary(record)
+    result = summary(record, started)
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot([s.to_dict() for s in record.samples], out / "traffic.png", Path(args.profile).name)
     print(json.dumps(result, indent=2))
