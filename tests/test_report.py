@@ -89,3 +89,49 @@ def test_recorded_controller_run_gives_a_report_and_a_plot(tmp_path: Path) -> No
     assert summary["plans"] >= 2 and summary["migrations"] >= 1
     png = (result / "cores.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_with_a_generator_run_reconciles_and_plots(tmp_path: Path, capsys) -> None:
+    t0 = 5000.0
+    samples = [sample(t0 + i, 0.5 + 0.1 * i, 1 + i // 3, drops=i) for i in range(6)]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (tmp_path / "decisions.jsonl").write_text(json.dumps({"time": t0 + 3.5, "migrations": 4}))
+    gen = tmp_path / "traffic"
+    gen.mkdir()
+    lat = {"count": 10, "p50_us": 40.0, "p99_us": 90.0, "p999_us": 95.0, "max_us": 99.0}
+    gen_samples = [
+        {"t_s": float(i), "phase": "base" if i < 3 else "step", "rate_set_pps": 100.0,
+         "offered_pps": 100.0, "delivered_pps": 100.0, "lost": 0, "gaps": 0, "reordered": 0,
+         "latency": lat}
+        for i in range(1, 5)
+    ]  # fmt: skip
+    (gen / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in gen_samples))
+    (gen / "summary.json").write_text(
+        json.dumps(
+            {"started_unix": t0 + 0.5,
+             "phases": [{"name": "base", "offered_pps": 100.0, "delivered_pps": 100.0,
+                         "latency_us": {"p50": 40.0, "p99": 90.0, "p99.9": 95.0}}],
+             "reconciliation": {"sent": 400, "received": 395, "drops": {}}}
+        )
+    )  # fmt: skip
+    before = {"port0": {"rx_packets": 10, "rx_dropped": 0, "tx_packets": 10, "tx_dropped": 0}}
+    after = {"port0": {"rx_packets": 410, "rx_dropped": 0, "tx_packets": 405, "tx_dropped": 0}}
+    (tmp_path / "before.json").write_text(json.dumps(before))
+    (tmp_path / "after.json").write_text(json.dumps(after))
+    out = tmp_path / "out"
+    rc = main(
+        ["--samples", str(tmp_path / "samples.jsonl"),
+         "--decisions", str(tmp_path / "decisions.jsonl"), "--out", str(out),
+         "--traffic", str(gen), "--ports", str(tmp_path / "before.json"),
+         str(tmp_path / "after.json")]
+    )  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "traffic: base: offered 100 delivered 100 pps, p50 40 us p99 90 us" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    rec = summary["traffic"]["reconciliation"]
+    # the record's drops over the run (5) are the DUT's: 400 in, 395 out, 5 dropped
+    assert rec["drops"] == {"gen_port": 0, "dut_port": 0, "dut_ring_full": 5}
+    assert rec["unexplained"] == 0 and rec["link_to_dut"] == 0 and rec["link_to_gen"] == 0
+    assert (out / "timeline.png").stat().st_size > 10_000
+    assert len((out / "series.csv").read_text().splitlines()) == 5

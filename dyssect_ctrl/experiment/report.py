@@ -26,6 +26,9 @@ from typing import Any
 
 import jmespath
 
+from dyssect_ctrl.experiment import traffic_report
+from dyssect_ctrl.experiment.ports import difference
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 
@@ -162,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decisions", metavar="FILE", help="the controller's decisions.jsonl")
     parser.add_argument("--out", required=True, metavar="DIR", help="result directory")
     parser.add_argument("--title", default="Dyssect scaling experiment")
+    parser.add_argument(
+        "--traffic", metavar="DIR", help="a generator run (samples.jsonl, summary.json) beside it"
+    )
+    parser.add_argument(
+        "--ports", nargs=2, metavar=("BEFORE", "AFTER"), help="`dyssect-ctrl ports` before/after"
+    )
     args = parser.parse_args(argv)
     try:
         samples = read_lines(Path(args.samples))
@@ -171,11 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Only the decisions taken while recording (the log may span earlier runs).
             decisions = [d for d in decisions if t_first <= float(d.get("time", 0)) <= t_last]
         summary = summarize(samples, decisions)
-    except ReportError as e:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if args.traffic:
+            summary["traffic"] = traffic(args, samples, decisions, summary["drops"], out)
+    except (ReportError, traffic_report.TrafficReportError) as e:
         print(f"report: {e}", file=sys.stderr)
         return EXIT_ERROR
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     plot(samples, decisions, out / "cores.png", args.title)
     print(
@@ -184,4 +195,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(mean {summary['cores']['mean']}), {summary['plans']} plans, "
         f"{summary['migrations']} migrations -> {out}/summary.json, {out}/cores.png"
     )
+    if "traffic" in summary:
+        t = summary["traffic"]
+        rec = t["reconciliation"]
+        print(f"traffic: {t['phases_line']}")
+        print(
+            f"loss: sent {rec['sent']}, received {rec['received']}, lost {rec['lost']} = drops"
+            f" {sum(rec['drops'].values())} {rec['drops']} + link to dut {rec['link_to_dut']}"
+            f" + link to gen {rec['link_to_gen']} + unexplained {rec['unexplained']}"
+            f" -> {out}/series.csv, {out}/timeline.png"
+        )
     return EXIT_OK
+
+
+def traffic(
+    args: argparse.Namespace,
+    samples: list[dict[str, Any]],
+    decisions: list[dict[str, Any]],
+    dut_drops: dict[str, int],
+    out: Path,
+) -> dict[str, Any]:
+    """The generator run's part of the summary; writes series.csv and timeline.png."""
+    gen_samples, gen_summary = traffic_report.read_run(Path(args.traffic))
+    ports: dict[str, dict[str, int]] = {}
+    if args.ports:
+        before, after = (json.loads(Path(p).read_text(encoding="utf-8")) for p in args.ports)
+        ports = difference(before, after)
+    rows = traffic_report.series(
+        gen_samples, float(gen_summary["started_unix"]), samples, decisions
+    )
+    traffic_report.write_series(rows, out / "series.csv")
+    traffic_report.plot_timeline(rows, out / "timeline.png", args.title)
+    return {
+        "phases": gen_summary.get("phases"),
+        "phases_line": traffic_report.phases_line(gen_summary),
+        "reconciliation": traffic_report.reconcile(gen_summary, dut_drops, ports),
+    }
