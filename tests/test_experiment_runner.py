@@ -43,7 +43,7 @@ class FakeAnsible:
         self.overlap = False
 
     def __call__(self, **kw: Any) -> Any:
-        host = kw["limit"]
+        host = kw["limit"].split(",")[0]  # the dut host (and its generator)
         with self.lock:
             self.calls.append(kw)
             if host in self.busy:
@@ -62,7 +62,7 @@ class FakeAnsible:
         if status == "successful":
             out = Path(ev["experiment_results_dir"]) / ev["experiment_name"] / host
             out.mkdir(parents=True, exist_ok=True)
-            rate = ev["experiment_traffic"]["rate_pps"]
+            rate = ev["experiment_point"]["rate_pps"]
             cores = 1.0 if ev["experiment_setup"]["policy"] == "dyssect" else 3.0
             (out / "summary.json").write_text(
                 json.dumps(
@@ -107,7 +107,8 @@ def test_each_point_is_one_playbook_run_with_its_variables(tmp_path: Path) -> No
         {"seconds": 10, "rate_pps": 1000},
         {"seconds": 10, "rate_pps": 2000},
     ]
-    assert ev["experiment_traffic"]["profile"] == "steps"
+    assert ev["experiment_point"]["profile"] == "steps"
+    assert "experiment_traffic" not in ev  # no generator: the test source offers the phases
     assert ev["experiment_name"] == call["ident"]
     rec = json.loads((tmp_path / "cmp" / "points" / f"{call['ident']}.json").read_text())
     assert rec["status"] == "successful"
@@ -127,7 +128,7 @@ def test_rerun_with_one_level_added_runs_only_the_new_points(tmp_path: Path) -> 
     exp = experiment(tmp_path, spec_dict([2000, 4000]), second)
     exp.run()
     assert len(second.calls) == 4
-    assert {c["extravars"]["experiment_traffic"]["rate_pps"] for c in second.calls} == {4000}
+    assert {c["extravars"]["experiment_point"]["rate_pps"] for c in second.calls} == {4000}
     # Nothing left: a third run asks Ansible for nothing; --force asks for everything.
     third = FakeAnsible()
     experiment(tmp_path, spec_dict([2000, 4000]), third).run()
@@ -270,3 +271,19 @@ def _run_one_point(tmp_path: Path, inventory: Path, playbook: Path) -> tuple[dic
     )
     (rec,) = exp.run()
     return rec, exp.todo()[0]
+
+
+def test_a_dut_with_a_generator_runs_with_it_and_gets_a_generator_profile(
+    tmp_path: Path,
+) -> None:
+    fake = FakeAnsible()
+    exp = experiment(tmp_path, spec_dict([2000], ["static"]), fake, generators={"dut": "gen"})
+    exp.run()
+    assert {c["limit"] for c in fake.calls} == {"dut,gen"}
+    ev = fake.calls[0]["extravars"]
+    assert ev["experiment_traffic"]["phases"] == [
+        {"name": "p1", "seconds": 10, "rate_pps": 1000},
+        {"name": "p2", "seconds": 10, "rate_pps": 2000},
+    ]
+    seeds = sorted(c["extravars"]["experiment_traffic"]["seed"] for c in fake.calls)
+    assert seeds == [1, 2]  # no seed factor: the repetition number

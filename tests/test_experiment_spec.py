@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dyssect_ctrl.experiment.spec import SpecError, load_spec, parse_spec
+from dyssect_ctrl.traffic.profile import parse_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +76,18 @@ def test_factor_order_does_not_change_the_points() -> None:
             "factors.mtu: unknown factor",
         ),
         ({"profiles": {"flat": {"phases": [{"seconds": 5}]}}}, "profiles.flat.phases[0]: must be"),
+        (
+            {"profiles": {"flat": {"phases": [{"seconds": 5, "load": 1}], "flows": 0}}},
+            "profiles.flat.flows: must be",
+        ),
+        (
+            {"profiles": {"flat": {"phases": [{"seconds": 5, "load": 1}], "kind": "x"}}},
+            "profiles.flat.kind: unknown key",
+        ),
+        (
+            {"profiles": {"flat": {"phases": [{"seconds": 5, "load": 1}], "seed": 3}}},
+            "profiles.flat.seed: comes from the factors",
+        ),
         ({"repetitions": 0}, "repetitions: must be an integer >= 1"),
         ({"metrics": {"p99": "results.[["}}, "metrics.p99: bad JMESPath"),
         ({"series": "seed"}, "series: must be one of the spec's factors"),
@@ -98,8 +112,52 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_shipped_specs_parse_and_compare_every_policy() -> None:
     from dyssect_ctrl.policy import POLICIES
 
-    files = sorted((REPO / "experiments").glob("*.yml"))
+    # experiments/ holds specs (factors) and playbook variable files (experiment_traffic)
+    files = [p for p in sorted((REPO / "experiments").glob("*.yml")) if "factors" in _yaml(p)]
     assert len(files) >= 3
     for path in files:
         s = load_spec(path)
         assert set(s.factors["policy"]) == set(POLICIES), path.name
+
+
+def test_shipped_playbook_variable_files_hold_a_generator_profile() -> None:
+    files = [p for p in sorted((REPO / "experiments").glob("*.yml")) if "factors" not in _yaml(p)]
+    assert files
+    for path in files:
+        doc = _yaml(path)
+        assert set(doc) <= {"experiment_name", "experiment_traffic", "experiment_setup"}, path
+        assert parse_profile(doc["experiment_traffic"]).seconds > 0
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict), path
+    return doc
+
+
+def test_a_point_becomes_a_generator_profile() -> None:
+    s = parse_spec(
+        spec(
+            factors={"policy": ["static"], "profile": ["burst"], "rate": [40000], "skew": [1.1]},
+            profiles={
+                "burst": {
+                    "phases": [{"seconds": 5, "load": 0.25}, {"seconds": 3, "load": 1.0}],
+                    "hot_set": {"shift_every_s": 2},
+                    "flows": 512,
+                }
+            },
+        )
+    )
+    gen = s.profiles["burst"].generator(40000, seed=7, skew=1.1)
+    assert gen == {
+        "hot_set": {"shift_every_s": 2},
+        "flows": 512,
+        "seed": 7,
+        "zipf_alpha": 1.1,
+        "phases": [
+            {"name": "p1", "seconds": 5, "rate_pps": 10000},
+            {"name": "p2", "seconds": 3, "rate_pps": 40000},
+        ],
+    }
+    profile = parse_profile(gen)  # what the generator on gen reads
+    assert profile.seed == 7 and profile.flows == 512 and profile.seconds == 8

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,33 +54,36 @@ class ExperimentError(RuntimeError):
     """Something outside the spec stops the experiment (no dut host, unreadable inventory)."""
 
 
-def extravars(spec: Spec, point: Point, runs_dir: Path) -> dict[str, Any]:
-    """The playbook's variables for one point (docs/experiments.md lists them)."""
+def extravars(spec: Spec, point: Point, runs_dir: Path, generator: bool = False) -> dict[str, Any]:
+    """The playbook's variables for one point (docs/experiments.md lists them). With a
+    generator the point's traffic is a generator profile (experiment_traffic); without one the
+    pipeline's test source offers the rates of experiment_phases."""
     f = point.factors
     profile = spec.profiles[f["profile"]]
     setup: dict[str, Any] = {"policy": f["policy"], "settle_s": spec.settle_s}
     for k in ("cores", "shards", "nf_cost"):
         if k in f:
             setup[k] = f[k]
-    traffic = {
-        "profile": profile.name,
-        **profile.to_json(),
-        "rate_pps": f["rate"],
-        "seed": f.get("seed", point.repetition),
-    }
-    if "skew" in f:
-        traffic["skew"] = f["skew"]
-    return {
+    seed = int(f.get("seed", point.repetition))
+    ev: dict[str, Any] = {
         "experiment_name": point.ident,
         "experiment_results_dir": str(runs_dir),
-        # The lab's test source sets only the rate; a generator reads experiment_traffic.
+        # What the point offers, for its record (the plots' x axis, the series).
+        "experiment_point": {
+            "profile": profile.name,
+            "rate_pps": f["rate"],
+            "seed": seed,
+            **({"skew": f["skew"]} if "skew" in f else {}),
+        },
         "experiment_phases": [
             {"seconds": p.seconds, "rate_pps": max(1, round(p.load * f["rate"]))}
             for p in profile.phases
         ],
-        "experiment_traffic": traffic,
         "experiment_setup": setup,
     }
+    if generator:
+        ev["experiment_traffic"] = profile.generator(int(f["rate"]), seed, f.get("skew"))
+    return ev
 
 
 def point_key(spec: Spec, point: Point) -> str:
@@ -127,8 +130,10 @@ def provenance(repo: Path = REPO) -> dict[str, Any]:
     }
 
 
-def dut_hosts(inventory: Path) -> list[str]:
-    """The dut group of the inventory (ansible-inventory through ansible_runner)."""
+def dut_generators(inventory: Path) -> dict[str, str]:
+    """The dut hosts of the inventory, each with its generator ('' for none): the host's
+    experiment_generator variable, else the gen host at the same position (as
+    playbooks/experiment.yml pairs them). ansible-inventory through ansible_runner."""
     import ansible_runner
 
     try:
@@ -142,7 +147,14 @@ def dut_hosts(inventory: Path) -> list[str]:
     hosts = list(out.get("dut", {}).get("hosts", []))
     if not hosts:
         raise ExperimentError(f"{inventory}: no host in the dut group")
-    return hosts
+    gens = list(out.get("gen", {}).get("hosts", []))
+    hostvars = out.get("_meta", {}).get("hostvars", {})
+    return {
+        h: str(
+            hostvars.get(h, {}).get("experiment_generator") or (gens[n] if n < len(gens) else "")
+        )
+        for n, h in enumerate(hosts)
+    }
 
 
 class Experiment:
@@ -154,6 +166,7 @@ class Experiment:
         inventory: Path,
         playbook: Path,
         hosts: Sequence[str],
+        generators: Mapping[str, str] | None = None,
         run_fn: RunFn | None = None,
         force: bool = False,
         show_progress: bool = True,
@@ -163,6 +176,8 @@ class Experiment:
         self.inventory = inventory
         self.playbook = playbook
         self.hosts = list(hosts)
+        # dut host -> its traffic generator host ('' or missing: the pipeline's test source)
+        self.generators = dict(generators or {})
         self.force = force
         self.show_progress = show_progress
         if run_fn is None:
@@ -195,13 +210,18 @@ class Experiment:
             (keep if not self.force and self.cached(p) else run).append(p)
         return run, keep
 
+    def limit(self, host: str) -> str:
+        """The hosts of one point's run: the dut host and its generator."""
+        gen = self.generators.get(host, "")
+        return f"{host},{gen}" if gen else host
+
     # -- one point --------------------------------------------------------------------------
 
     def run_point(self, point: Point, host: str, prov: dict[str, Any]) -> dict[str, Any]:
         logs = self.out / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         runs = self.out / "runs"
-        ev = extravars(self.spec, point, runs)
+        ev = extravars(self.spec, point, runs, bool(self.generators.get(host)))
         facts: dict[str, Any] = {}
         events_path = logs / f"{point.ident}.events.jsonl"
         text_path = logs / f"{point.ident}.log"
@@ -228,7 +248,7 @@ class Experiment:
                 project_dir=str(REPO),
                 playbook=str(self.playbook),
                 inventory=str(self.inventory),
-                limit=host,
+                limit=self.limit(host),
                 ident=point.ident,
                 extravars=ev,
                 envvars=env,
@@ -360,10 +380,10 @@ def dry_run(exp: Experiment, out: Any = sys.stdout) -> None:
     )
     for n, p in enumerate(todo):
         host = exp.hosts[n % len(exp.hosts)]
-        ev = extravars(exp.spec, p, exp.out / "runs")
+        ev = extravars(exp.spec, p, exp.out / "runs", bool(exp.generators.get(host)))
         print(
             f"\n# {p.ident}\nANSIBLE_CONFIG={REPO / 'ansible.cfg'} ansible-playbook "
-            f"-i {exp.inventory} --limit {host} -e '{json.dumps(ev)}' {exp.playbook}",
+            f"-i {exp.inventory} --limit {exp.limit(host)} -e '{json.dumps(ev)}' {exp.playbook}",
             file=out,
         )
         print(yaml.safe_dump(ev, sort_keys=False, default_flow_style=None).rstrip(), file=out)
@@ -390,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     try:
         spec = load_spec(args.spec)
-        hosts = args.hosts.split(",") if args.hosts else dut_hosts(args.inventory.resolve())
+        generators = dut_generators(args.inventory.resolve())
+        hosts = args.hosts.split(",") if args.hosts else list(generators)
     except (SpecError, ExperimentError) as e:
         print(f"experiment: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -400,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         inventory=args.inventory.resolve(),
         playbook=args.playbook.resolve(),
         hosts=hosts,
+        generators=generators,
         force=args.force,
         run_fn=(lambda **kw: None) if args.dry_run else None,
     )

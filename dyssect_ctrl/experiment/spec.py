@@ -18,6 +18,7 @@ A spec is a YAML file (experiments/*.yml, docs/experiments.md):
     profiles:
       flash:
         phases: [{seconds: 20, load: 0.25}, {seconds: 10, load: 1.0}, {seconds: 30, load: 0.25}]
+        hot_set: {shift_every_s: 5}    # any key of a generator profile but seed and phases
 
 The cross product of the factors' levels, times the repetitions, gives the points. policy,
 profile and rate are required; cores, shards and nf_cost left out keep what the host runs.
@@ -37,6 +38,7 @@ from typing import Any
 
 from dyssect_ctrl.config import ConfigError, load_yaml_text
 from dyssect_ctrl.policy import POLICIES
+from dyssect_ctrl.traffic.profile import parse_profile
 
 FACTORS = ("policy", "profile", "rate", "skew", "cores", "shards", "nf_cost", "seed")
 REQUIRED = ("policy", "profile", "rate")
@@ -124,6 +126,25 @@ class Profile:
             **self.extra,
         }
 
+    def generator(self, rate_pps: int, seed: int, skew: float | None) -> dict[str, Any]:
+        """The traffic generator's profile of a point (docs/traffic.md): each phase offers its
+        load times the point's rate; skew is the Zipf exponent of the flow popularity."""
+        out: dict[str, Any] = {
+            **self.extra,
+            "seed": seed,
+            "phases": [
+                {
+                    "name": f"p{n + 1}",
+                    "seconds": p.seconds,
+                    "rate_pps": max(1, round(p.load * rate_pps)),
+                }
+                for n, p in enumerate(self.phases)
+            ],
+        }
+        if skew is not None:
+            out["zipf_alpha"] = skew
+        return out
+
 
 @dataclass(frozen=True)
 class Point:
@@ -183,7 +204,16 @@ def _profile(key: str, name: str, value: Any) -> Profile:
     if all(p.load == 0.0 for p in phases):
         raise _fail(f"{key}.phases", "offer no load in any phase")
     extra = {str(k): v for k, v in value.items() if k != "phases"}
-    return Profile(name, tuple(phases), extra)
+    profile = Profile(name, tuple(phases), extra)
+    # The rest is the generator's (docs/traffic.md): refused here, not at the first point.
+    for reserved in ("seed", "zipf_alpha"):
+        if reserved in extra:
+            raise _fail(f"{key}.{reserved}", "comes from the factors (seed, skew), not the profile")
+    try:
+        parse_profile(profile.generator(rate_pps=1, seed=0, skew=None))
+    except ConfigError as e:
+        raise _fail(f"{key}.{e.key}", e.reason) from None
+    return profile
 
 
 def parse_spec(obj: Any) -> Spec:
