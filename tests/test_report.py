@@ -109,8 +109,9 @@ def test_report_with_a_generator_run_reconciles_and_plots(tmp_path: Path, capsys
     (gen / "summary.json").write_text(
         json.dumps(
             {"started_unix": t0 + 0.5,
-             "phases": [{"name": "base", "offered_pps": 100.0, "delivered_pps": 100.0,
-                         "latency_us": {"p50": 40.0, "p99": 90.0, "p99.9": 95.0}}],
+             "phases": [{"name": "base", "seconds": 4.0, "sent": 400, "received": 395,
+                         "offered_pps": 100.0, "delivered_pps": 100.0,
+                         "latency_us": {"p50": 40.0, "p99": 90.0, "p99.9": 95.0, "max": 99.0}}],
              "reconciliation": {"sent": 400, "received": 395, "drops": {}}}
         )
     )  # fmt: skip
@@ -135,3 +136,7 @@ def test_report_with_a_generator_run_reconciles_and_plots(tmp_path: Path, capsys
     assert rec["unexplained"] == 0 and rec["link_to_dut"] == 0 and rec["link_to_gen"] == 0
     assert (out / "timeline.png").stat().st_size > 10_000
     assert len((out / "series.csv").read_text().splitlines()) == 5
+    # the experiment runner's per-point figures
+    figures = json.loads((out / "traffic.json").read_text())
+    assert figures["delivered_pps"]["mean"] == 395 / 4.0 and figures["loss_ratio"] == 5 / 400
+    assert figures["latency_us"] == {"p50": 40.0, "p99": 90.0, "p999": 95.0, "max": 99.0}

@@ -226,8 +226,11 @@ def traffic(
     )
     traffic_report.write_series(rows, out / "series.csv")
     traffic_report.plot_timeline(rows, out / "timeline.png", args.title)
+    rec = traffic_report.reconcile(gen_summary, dut_drops, ports)
+    figures = traffic_report.point_figures(gen_summary, rec)
+    (out / "traffic.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return {
         "phases": gen_summary.get("phases"),
         "phases_line": traffic_report.phases_line(gen_summary),
-        "reconciliation": traffic_report.reconcile(gen_summary, dut_drops, ports),
+        "reconciliation": rec,
     }

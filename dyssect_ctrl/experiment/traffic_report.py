@@ -166,6 +166,28 @@ def reconcile(
     }
 
 
+def point_figures(gen_summary: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """One point's traffic figures for the experiment runner's tables (traffic.json): mean
+    offered and delivered rates over the run, the loss ratio, and the latency percentiles of
+    the run's worst phase (the generator keeps one histogram per phase, not one per run)."""
+    phases = gen_summary.get("phases") or []
+    seconds = sum(float(p["seconds"]) for p in phases)
+    worst: dict[str, float | None] = {}
+    for key, name in (("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max")):
+        values = [float(p["latency_us"][key]) for p in phases
+                  if (p.get("latency_us") or {}).get(key) is not None]  # fmt: skip
+        worst[name] = max(values) if values else None
+    return {
+        "offered_pps": {"mean": sum(p["sent"] for p in phases) / seconds if seconds else None},
+        "delivered_pps": {
+            "mean": sum(p["received"] for p in phases) / seconds if seconds else None
+        },
+        "loss_ratio": rec["lost"] / rec["sent"] if rec["sent"] else None,
+        "unexplained": rec["unexplained"],
+        "latency_us": worst,
+    }
+
+
 def phases_line(gen_summary: dict[str, Any]) -> str:
     parts = []
     for p in gen_summary.get("phases") or []:
