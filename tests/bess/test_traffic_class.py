@@ -9,6 +9,10 @@ offload ratio on every shard makes the working core offload its heaviest flows.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,8 @@ from dyssect_ctrl.traffic.profile import CLASS_MARK_MIN_OFFSET, Profile, parse_p
 from dyssect_ctrl.traffic.run import run_profile
 from dyssect_ctrl.traffic.sampler import Sample, latency_of
 from tests.bess import harness
+from tests.test_dyssect_pipeline import LOADER
+from tests.test_dyssect_pipeline import config as pipeline_config
 
 pytestmark = [
     pytest.mark.bess,
@@ -162,3 +168,30 @@ def test_a_mark_beyond_any_frame_is_refused(bess: Any) -> None:
     bess.create_module("DyssectShardManager", "dyssect", {"shards": SHARDS, "cores": [0, 1]})
     with pytest.raises(bess.Error, match="class_mark_offset"):
         bess.create_module("DyssectOffloadingCore", "o0", {"slot": 0, "class_mark_offset": 9001})
+
+
+def test_the_role_loader_passes_the_mark_to_every_offloading_core(
+    bess: Any, daemon: harness.Daemon, bess_tree: Path, tmp_path: Path
+) -> None:
+    cfg = pipeline_config(
+        pybess_path=str(bess_tree),
+        grpc_url=daemon.url,
+        timeout_s=30,
+        cores=[1, 2],
+        worker_cpus={"2": 0},
+        test_traffic={"rate_pps": 1000, "flows": 16},
+        class_mark_offset=CLASS_MARK_MIN_OFFSET,
+    )
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(cfg))
+    done = subprocess.run(
+        [sys.executable, str(LOADER), str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    descs = {
+        m.name: m.desc for m in bess.list_modules().modules if m.mclass == "DyssectOffloadingCore"
+    }
+    assert descs == {
+        "dyssect_o0": f"slot 0, class mark at {CLASS_MARK_MIN_OFFSET}, 0 too short",
+        "dyssect_o1": f"slot 1, class mark at {CLASS_MARK_MIN_OFFSET}, 0 too short",
+    }
