@@ -23,6 +23,8 @@ from dyssect_ctrl.traffic.profile import CLASS_MARK_MIN_OFFSET, Profile, parse_p
 from dyssect_ctrl.traffic.run import run_profile
 from dyssect_ctrl.traffic.sampler import Sample, latency_of
 from tests.bess import harness
+from tests.bess.test_traffic_link import DUT_IF, GEN_IF, RING
+from tests.bess.test_traffic_link import link_bessd as link_bessd  # the fixture
 from tests.test_dyssect_pipeline import LOADER
 from tests.test_dyssect_pipeline import config as pipeline_config
 
@@ -76,14 +78,20 @@ def run(b: Any, profile: Profile, mark: int | None) -> tuple[Any, Any]:
     b.resume_all()
     offload_half(b)
 
-    def rerank(_: Sample) -> None:
-        harness.get_stats(b)  # closes the window: the working core re-ranks and offloads
-
     def drops() -> dict[str, int]:
         return {k: int(v) for k, v in harness.get_stats(b).drops.items()}
 
-    record = run_profile(b, profile, period_s=0.5, drops=drops, drain_s=3.0, on_sample=rerank)
+    record = run_profile(
+        b, profile, period_s=0.5, drops=drops, drain_s=3.0, on_sample=rerank_every_sample(b)
+    )
     return record, b.get_module_info("o0")
+
+
+def rerank_every_sample(b: Any) -> Any:
+    def rerank(_: Sample) -> None:
+        harness.get_stats(b)  # closes the window: the working core re-ranks and offloads
+
+    return rerank
 
 
 def rest(b: Any, module: str) -> int:
@@ -141,6 +149,93 @@ def test_offloaded_packets_are_measured_as_their_own_class(bess: Any) -> None:
         lat = phase.by_class[klass]
         assert lat.count > 0 and lat.p99_us is not None and lat.max_us is not None
     assert o0.desc == f"slot 0, class mark at {CLASS_MARK_MIN_OFFSET}, 0 too short"
+
+
+def test_per_class_latency_over_af_packet_through_the_role_loader(
+    link_bessd: tuple[Any, harness.Daemon], bess_tree: Path, tmp_path: Path
+) -> None:
+    """test_traffic_link.py's wiring (a veth pair in a namespace, the role loader's pipeline on
+    dut's end, two cores) with the loader's class mark and a plan that offloads."""
+    b, daemon = link_bessd
+    cfg = pipeline_config(
+        pybess_path=str(bess_tree),
+        grpc_url=daemon.url,
+        timeout_s=30,
+        cores=[1, 2],
+        worker_cpus={"2": 1},
+        ports=[{"name": "dut0", "vdev": f"net_af_packet0,iface={DUT_IF},{RING},qpairs=2"}],
+        rx_port="dut0",
+        tx_port="dut0",
+        chain=[
+            {"kind": "nat", "ext_addrs": ["192.0.2.1"]},
+            {"kind": "cpu", "cost_per_byte": 0.0},
+            {"kind": "macswap"},
+        ],
+        class_mark_offset=CLASS_MARK_MIN_OFFSET,
+    )
+    assert cfg["shards"] == SHARDS
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(cfg))
+    done = subprocess.run(
+        [sys.executable, str(LOADER), str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+    profile = parse_profile(
+        {
+            "flows": 256,
+            "zipf_alpha": 1.0,
+            "sizes": [{"bytes": 128}],
+            "class_mark_offset": CLASS_MARK_MIN_OFFSET,
+            "phases": [{"rate_pps": 5000, "seconds": 3}],
+        }
+    )
+    b.pause_all()
+    b.add_worker(5, 0)
+    b.create_port("PMDPort", "gen0", {"vdev": f"net_af_packet1,iface={GEN_IF},{RING}"})
+    b.create_module("PortOut", "gen_out", {"port": "gen0"})
+    b.create_module("PortInc", "gen_in", {"port": "gen0"})
+    b.attach_task("gen_in", wid=5)
+    pipeline.build_sender(b, profile, out="gen_out", wid=5)
+    pipeline.build_receiver(b, profile, head="gen_in")
+
+    def drops() -> dict[str, int]:
+        gen, dut = b.get_port_stats("gen0"), b.get_port_stats("dut0")
+        return {
+            "gen_port": int(gen.out.dropped + gen.inc.dropped),
+            "dut_port": int(dut.out.dropped + dut.inc.dropped),
+            **{f"dut_{k}": int(v) for k, v in harness.get_stats(b).drops.items()},
+            "link": int(gen.out.packets - dut.inc.packets),
+        }
+
+    b.resume_all()
+    offload_half(b)
+    record = run_profile(
+        b, profile, period_s=0.5, drops=drops, drain_s=3.0, on_sample=rerank_every_sample(b)
+    )
+    rec = record.reconciliation
+    totals = {
+        k: sum(s.by_class[k].count for s in record.samples)
+        + rest(b, DEFAULT_NAMES.per_sample_of(k))
+        for k in profile.classes
+    }
+    offloaded_out = int(b.get_module_info("dyssect_o0").ogates[0].pkts)
+    phase = record.phases[0]
+    print(
+        f"link class: sent {rec.sent} received {rec.received} drops {rec.drops}; per class"
+        f" {totals}, offloading core out {offloaded_out};"
+        f" phase working {phase.by_class['working']}, offloaded {phase.by_class['offloaded']}"
+    )
+    assert rec.sent > 13000
+    assert rec.unexplained == 0
+    assert rec.received >= 0.95 * rec.sent
+    assert offloaded_out > 0, "nothing was offloaded"
+    assert 0 < totals["offloaded"] <= offloaded_out
+    assert totals["working"] > 0
+    share = totals["offloaded"] / (totals["offloaded"] + totals["working"])
+    assert share == pytest.approx(offloaded_out / rec.received, abs=0.03)
+    for klass in profile.classes:
+        assert phase.by_class[klass].count > 0
 
 
 def test_packets_too_short_for_the_mark_are_counted_and_left_unmarked(bess: Any) -> None:
