@@ -144,3 +144,18 @@ def test_rx_queue_count_comes_from_the_port_or_its_vdev() -> None:
     assert pipeline.rx_queue_count({"name": "p", "pci": "0000:01:00.0"}) == 1
     both = {"name": "p", "vdev": "net_af_packet0,qpairs=4", "rx_queues": 2}
     assert pipeline.rx_queue_count(both) == 2
+
+
+def test_offloading_cores_mark_the_class_only_when_configured() -> None:
+    def offloading_args(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        b = Recorder()
+        pipeline.build(b, cfg)
+        return [a[2] for a, _ in b.named("create_module") if a[0] == "DyssectOffloadingCore"]
+
+    assert offloading_args(config()) == [
+        {"manager": "dyssect", "slot": 2},
+        {"manager": "dyssect", "slot": 1},
+        {"manager": "dyssect", "slot": 0},
+    ]
+    marked = offloading_args(config(class_mark_offset=74))
+    assert [a["class_mark_offset"] for a in marked] == [74, 74, 74]

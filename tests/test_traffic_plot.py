@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dyssect_ctrl.traffic.plot import phase_spans, plot
+from dyssect_ctrl.traffic.plot import class_names, phase_spans, plot
 
 
 def sample(t: float, phase: str, p50: float | None = 70.0) -> dict[str, Any]:
@@ -35,3 +35,19 @@ def test_plot_writes_a_png_even_with_empty_seconds(tmp_path: Path) -> None:
     plot(samples, out, "a run")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000
+
+
+def test_plot_draws_a_p99_line_per_class_when_the_samples_have_classes(tmp_path: Path) -> None:
+    plain = [sample(1, "base"), sample(2, "base")]
+    assert class_names(plain) == []
+    classed = [dict(s) for s in plain]
+    lat = {"count": 2, "p50_us": 9.0, "p99_us": 40.0, "p999_us": 50.0, "max_us": 60.0}
+    none = {"count": 0, "p50_us": None, "p99_us": None, "p999_us": None, "max_us": None}
+    classed[0]["by_class"] = {"working": lat, "offloaded": none}
+    classed[1]["by_class"] = {"working": lat, "offloaded": lat}
+    assert class_names(classed) == ["working", "offloaded"]
+    out, base = tmp_path / "classes.png", tmp_path / "plain.png"
+    plot(classed, out, "run")
+    plot(plain, base, "run")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.read_bytes() != base.read_bytes()

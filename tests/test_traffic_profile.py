@@ -10,6 +10,7 @@ import pytest
 
 from dyssect_ctrl.config import ConfigError
 from dyssect_ctrl.traffic.profile import (
+    CLASS_MARK_MIN_OFFSET,
     STAMP_OFFSET,
     Phase,
     Profile,
@@ -86,12 +87,27 @@ def test_ramp_rate_is_linear_and_clamped() -> None:
         ({"hot_set": {"stride": 5000}}, "hot_set.stride: must be < flows (4096)"),
         ({"churn": 3}, "churn: must be a mapping"),
         ({"speed": 1}, "speed: unknown key"),
+        ({"class_mark_offset": 70}, "class_mark_offset: must be >= 74 (got 70)"),
+        ({"class_mark_offset": 1514}, "class_mark_offset: must be <= 1513"),
+        # the 64-byte frames cannot carry a mark at 74
+        ({"class_mark_offset": 74}, "sizes[0].bytes: must be > class_mark_offset (74)"),
     ],
 )
 def test_bad_values_name_their_key(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_profile({**FULL, **change})
     assert str(e.value).startswith(message)
+
+
+def test_class_mark_is_after_the_timestamp_and_splits_latency_in_two_classes() -> None:
+    assert Profile().classes == ()
+    sizes = [{"bytes": 75}, {"bytes": 1514}]
+    p = parse_profile({**FULL, "sizes": sizes, "class_mark_offset": CLASS_MARK_MIN_OFFSET})
+    assert p.class_mark_offset == 74 and p.classes == ("working", "offloaded")
+    # the generator's own argument does not change: the DUT writes the mark, the receiver reads it
+    assert "class_mark_offset" not in p.module_arg()
+    with pytest.raises(ConfigError, match=r"^sizes\[0\]\.bytes: must be > class_mark_offset"):
+        parse_profile({**FULL, "sizes": [{"bytes": 74}], "class_mark_offset": 74})
 
 
 def test_load_profile_names_the_file(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dyssect_ctrl.traffic import pipeline
+from dyssect_ctrl.traffic import cli, pipeline
 from dyssect_ctrl.traffic.pipeline import GenNames, build_receiver, build_sender
 from dyssect_ctrl.traffic.profile import TIMESTAMP_OFFSET, parse_profile
 from dyssect_ctrl.traffic.run import run_profile
@@ -43,8 +43,8 @@ class FakeBess:
     def create_module(self, cls: str, name: str, arg: dict[str, Any]) -> None:
         self.calls.append(("create_module", (cls, name, arg)))
 
-    def connect_modules(self, a: str, b: str) -> None:
-        self.calls.append(("connect", (a, b)))
+    def connect_modules(self, a: str, b: str, ogate: int = 0) -> None:
+        self.calls.append(("connect", (a, b) if ogate == 0 else (a, b, ogate)))
 
     def attach_task(self, name: str, **kw: Any) -> None:
         self.calls.append(("attach_task", (name, kw)))
@@ -63,8 +63,12 @@ class FakeBess:
             return SimpleNamespace(received=received + 3, bad=3, gaps=sent - received, reordered=0)
         if cmd == "get_summary":
             self.summaries += 1
+            # a class's histogram: a tenth of the packets (offloaded) at twice the latency
+            k, n = (2, received // 10) if module.endswith("_offloaded") else (1, received)
             hist = SimpleNamespace(
-                count=received, percentile_values_ns=[10_000, 50_000, 90_000], max_ns=120_000
+                count=n,
+                percentile_values_ns=[10_000 * k, 50_000 * k, 90_000 * k],
+                max_ns=120_000 * k,
             )
             return SimpleNamespace(latency=hist)
         if cmd == "stop":
@@ -121,6 +125,72 @@ def test_builders_make_the_documented_pipeline() -> None:
     assert stamp == {"offset": TIMESTAMP_OFFSET}
     gen = next(c[1][2] for c in b.calls if c[0] == "create_module" and c[1][1] == "g_gen")
     assert gen["packets"] == 9 and gen["shift_every_packets"] == 2000
+
+
+CLASSED = parse_profile(
+    {
+        "sizes": [{"bytes": 128}],
+        "class_mark_offset": 80,
+        "phases": [{"name": "low", "rate_pps": 1000, "seconds": 2}],
+    }
+)
+
+
+def test_receiver_splits_by_the_class_mark() -> None:
+    b = FakeBess()
+    build_receiver(b, CLASSED, head="port_inc", names=GenNames("g"))
+    made = {c[1][1]: (c[1][0], c[1][2]) for c in b.calls if c[0] == "create_module"}
+    assert made["g_class"] == ("Split", {"size": 1, "offset": 80})
+    assert made["g_lat_s_working"][0] == made["g_lat_p_offloaded"][0] == "Measure"
+    assert made["g_lat_s_offloaded"][1]["offset"] == TIMESTAMP_OFFSET
+    edges = [c[1] for c in b.calls if c[0] == "connect"]
+    assert edges == [
+        ("port_inc", "g_lat_s"),
+        ("g_lat_s", "g_lat_p"),
+        ("g_lat_p", "g_class"),
+        ("g_class", "g_lat_s_working"),  # gate 0: byte 0, as the generator sent it
+        ("g_lat_s_working", "g_lat_p_working"),
+        ("g_lat_p_working", "g_check"),
+        ("g_class", "g_lat_s_offloaded", 1),  # gate 1: marked by an offloading core
+        ("g_lat_s_offloaded", "g_lat_p_offloaded"),
+        ("g_lat_p_offloaded", "g_check"),
+        ("g_check", "g_sink"),
+    ]
+
+
+def test_run_reads_each_class_per_sample_and_per_phase() -> None:
+    b = FakeBess()
+    record = run_profile(b, CLASSED, clock=b.clock, sleep=b.sleep, drain_s=0.5)
+    first = record.samples[0]
+    assert set(first.by_class) == {"working", "offloaded"}
+    assert first.by_class["working"].p99_us == 50.0
+    assert first.by_class["offloaded"].p99_us == 100.0
+    assert first.by_class["offloaded"].count == first.by_class["working"].count // 10
+    phase = record.phases[0]
+    assert phase.by_class["offloaded"].max_us == 240.0
+    # every class Measure is cleared at the phase's start and read once a sample and a phase
+    reads = [c[1][0] for c in b.calls if c[0] == "get_summary"]
+    assert reads.count("tg_lat_s_offloaded") == len(record.samples)
+    assert reads.count("tg_lat_p_offloaded") == 2 * len(record.phases)
+    out = cli.summary(record, 0.0)["phases"][0]
+    assert out["latency_us"]["p99"] == 50.0
+    assert out["latency_us_by_class"]["offloaded"] == {
+        "count": phase.by_class["offloaded"].count,
+        "p50": 20.0,
+        "p99": 100.0,
+        "p99.9": 180.0,
+        "max": 240.0,
+    }
+    assert "| offloaded p99 100.0 us" in cli._line(first)
+    assert first.to_dict()["by_class"]["working"]["p50_us"] == 10.0
+
+
+def test_without_a_class_mark_nothing_is_split() -> None:
+    b = FakeBess()
+    record = run_profile(b, PROFILE, clock=b.clock, sleep=b.sleep, drain_s=0.5)
+    assert record.samples[0].by_class == {} and record.phases[0].by_class == {}
+    assert "latency_us_by_class" not in cli.summary(record, 0.0)["phases"][0]
+    assert not any(c[1][0].endswith("_working") for c in b.calls if c[0] == "get_summary")
 
 
 def test_rate_zero_is_one_pps_and_catch_up_grows_with_the_rate() -> None:

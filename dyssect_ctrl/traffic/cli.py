@@ -23,7 +23,7 @@ from dyssect_ctrl.traffic.pipeline import DEFAULT_NAMES
 from dyssect_ctrl.traffic.plot import plot
 from dyssect_ctrl.traffic.profile import Profile, load_profile
 from dyssect_ctrl.traffic.run import RunRecord, run_profile
-from dyssect_ctrl.traffic.sampler import Sample
+from dyssect_ctrl.traffic.sampler import Latency, Sample
 
 PORT = "tg_port"
 
@@ -59,39 +59,49 @@ def port_drops(b: Any) -> Mapping[str, int]:
     return {"port_tx_dropped": int(stats.out.dropped), "port_rx_dropped": int(stats.inc.dropped)}
 
 
+def _percentiles(lat: Latency) -> dict[str, Any]:
+    return {"p50": lat.p50_us, "p99": lat.p99_us, "p99.9": lat.p999_us, "max": lat.max_us}
+
+
 def summary(record: RunRecord, started_unix: float) -> dict[str, Any]:
+    phases = []
+    for p in record.phases:
+        phase: dict[str, Any] = {
+            "name": p.name,
+            "seconds": round(p.seconds, 3),
+            "sent": p.sent,
+            "received": p.received,
+            "offered_pps": round(p.offered_pps, 1),
+            "delivered_pps": round(p.delivered_pps, 1),
+            "latency_us": _percentiles(p.latency),
+        }
+        if p.by_class:
+            phase["latency_us_by_class"] = {
+                k: {"count": lat.count, **_percentiles(lat)} for k, lat in p.by_class.items()
+            }
+        phases.append(phase)
     return {
         # wall clock of the first sample's start, to line the run up with the DUT's record
         "started_unix": round(started_unix, 3),
-        "phases": [
-            {
-                "name": p.name,
-                "seconds": round(p.seconds, 3),
-                "sent": p.sent,
-                "received": p.received,
-                "offered_pps": round(p.offered_pps, 1),
-                "delivered_pps": round(p.delivered_pps, 1),
-                "latency_us": {
-                    "p50": p.latency.p50_us,
-                    "p99": p.latency.p99_us,
-                    "p99.9": p.latency.p999_us,
-                    "max": p.latency.max_us,
-                },
-            }
-            for p in record.phases
-        ],
+        "phases": phases,
         "reconciliation": record.reconciliation.to_dict(),
     }
 
 
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def _line(s: Sample) -> str:
     lat = s.latency
-    p99 = "-" if lat.p99_us is None else f"{lat.p99_us:.1f}"
-    p50 = "-" if lat.p50_us is None else f"{lat.p50_us:.1f}"
-    return (
+    line = (
         f"{s.t_s:7.1f}s {s.phase:<12} set {s.rate_set_pps:>10.0f} offered {s.offered_pps:>10.0f}"
-        f" delivered {s.delivered_pps:>10.0f} lost {s.lost:>7} p50 {p50:>8} p99 {p99:>8} us"
+        f" delivered {s.delivered_pps:>10.0f} lost {s.lost:>7}"
+        f" p50 {_us(lat.p50_us):>8} p99 {_us(lat.p99_us):>8} us"
     )
+    for k, c in s.by_class.items():
+        line += f" | {k} p99 {_us(c.p99_us)} us ({c.count})"
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 Sender:   DyssectTrafficGen (task under a rate_limit traffic class) -> Timestamp -> `out`
 Receiver: `head` -> Measure (cleared every sample) -> Measure (cleared every phase)
+          [-> Split on the class mark -> per class: Measure (sample) -> Measure (phase)]
           -> DyssectSeqCheck (per-flow sequence: gaps, reordering) -> Sink
 
 `out` and `head` are modules the caller made: a PortOut/PortInc on a real port, or anything a
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dyssect_ctrl.traffic.profile import STAMP_OFFSET, TIMESTAMP_OFFSET, Profile
+from dyssect_ctrl.traffic.profile import CLASSES, STAMP_OFFSET, TIMESTAMP_OFFSET, Profile
 
 # Measure's histogram: 100 ns buckets up to 100 ms (its default), one bucket array per module.
 LATENCY_MAX_NS = 100_000_000
@@ -46,6 +47,16 @@ class GenNames:
     @property
     def per_phase(self) -> str:
         return f"{self.prefix}_lat_p"
+
+    def per_sample_of(self, klass: str) -> str:
+        return f"{self.prefix}_lat_s_{klass}"
+
+    def per_phase_of(self, klass: str) -> str:
+        return f"{self.prefix}_lat_p_{klass}"
+
+    @property
+    def split(self) -> str:
+        return f"{self.prefix}_class"
 
     @property
     def check(self) -> str:
@@ -102,7 +113,10 @@ def build_sender(
 
 
 def build_receiver(b: Any, profile: Profile, *, head: str, names: GenNames = DEFAULT_NAMES) -> None:
-    """`head` -> Measure (per sample) -> Measure (per phase) -> sequence check -> Sink."""
+    """`head` -> Measure (per sample) -> Measure (per phase) -> sequence check -> Sink; with a
+    class mark, a Split on that byte between the overall Measures and the check sends class k
+    (byte value k) through its own two Measures. Other values have no gate: BESS drops them
+    (only a foreign packet can carry one; the check would not count it either)."""
     arg = {
         "offset": TIMESTAMP_OFFSET,
         "latency_ns_max": LATENCY_MAX_NS,
@@ -116,7 +130,17 @@ def build_receiver(b: Any, profile: Profile, *, head: str, names: GenNames = DEF
     b.create_module("Sink", names.sink, {})
     b.connect_modules(head, names.per_sample)
     b.connect_modules(names.per_sample, names.per_phase)
-    b.connect_modules(names.per_phase, names.check)
+    if profile.class_mark_offset is None:
+        b.connect_modules(names.per_phase, names.check)
+    else:
+        b.create_module("Split", names.split, {"size": 1, "offset": profile.class_mark_offset})
+        b.connect_modules(names.per_phase, names.split)
+        for gate, klass in enumerate(CLASSES):
+            b.create_module("Measure", names.per_sample_of(klass), arg)
+            b.create_module("Measure", names.per_phase_of(klass), arg)
+            b.connect_modules(names.split, names.per_sample_of(klass), gate)
+            b.connect_modules(names.per_sample_of(klass), names.per_phase_of(klass))
+            b.connect_modules(names.per_phase_of(klass), names.check)
     b.connect_modules(names.check, names.sink)
 
 

@@ -1,5 +1,6 @@
-"""Plots of a generator run: latency percentiles over time with the phases shaded, and offered
-vs delivered packets per second (from samples.jsonl's dicts)."""
+"""Plots of a generator run: latency percentiles over time with the phases shaded (and each
+class's p99 when the DUT marks the class), and offered vs delivered packets per second (from
+samples.jsonl's dicts)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def phase_spans(samples: Sequence[dict[str, Any]]) -> list[tuple[str, float, flo
     return spans
 
 
+def class_names(samples: Sequence[dict[str, Any]]) -> list[str]:
+    """The classes the samples have latency for, in first-seen order (none without a mark)."""
+    names: dict[str, None] = {}
+    for s in samples:
+        names.update(dict.fromkeys(s.get("by_class", {})))
+    return list(names)
+
+
 def plot(samples: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -38,6 +47,10 @@ def plot(samples: Sequence[dict[str, Any]], path: Path, title: str) -> None:
         points = [(t, s["latency"][key]) for t, s in zip(ts, samples, strict=True)]
         shown = [(t, v) for t, v in points if v is not None and v > 0]
         lat.plot([t for t, _ in shown], [v for _, v in shown], marker=".", label=label)
+    for klass in class_names(samples):
+        points = [(t, s["by_class"][klass]["p99_us"]) for t, s in zip(ts, samples, strict=True)]
+        shown = [(t, v) for t, v in points if v is not None and v > 0]
+        lat.plot([t for t, _ in shown], [v for _, v in shown], ls="--", label=f"p99 {klass}")
     lat.set_yscale("log")
     lat.set_ylabel("latency (us)")
     lat.set_title(title, pad=14)

@@ -28,6 +28,10 @@ MAX_FLOWS = 1 << 20  # the module's limit
 MIN_FRAME = 62  # stamp offset 54 + flow id + sequence number
 STAMP_OFFSET = 54  # after the longest L4 header (TCP, 20 bytes)
 TIMESTAMP_OFFSET = STAMP_OFFSET + 8  # BESS Timestamp's marker + ns go here
+# The DUT's class mark (DyssectOffloadingCore class_mark_offset) goes after the timestamp; its
+# byte value is the index of the class here (the generator sends 0).
+CLASS_MARK_MIN_OFFSET = TIMESTAMP_OFFSET + 12
+CLASSES = ("working", "offloaded")
 MAX_FRAME = 1514
 MAX_SIZES = 16
 MAX_PHASES = 1000
@@ -81,6 +85,12 @@ class Profile:
     tcp_fraction: float = 0.0
     sizes: tuple[Size, ...] = (Size(),)
     phases: tuple[Phase, ...] = (Phase(),)
+    class_mark_offset: int | None = None  # None: latency is not split by class
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The latency classes the receiver splits by (none without a class mark)."""
+        return CLASSES if self.class_mark_offset is not None else ()
 
     @property
     def seconds(self) -> float:
@@ -180,6 +190,7 @@ _CHECKS: dict[str, Check] = {
     "tcp_fraction": closed_unit,
     "sizes": _sizes,
     "phases": _phases,
+    "class_mark_offset": int_range(CLASS_MARK_MIN_OFFSET, MAX_FRAME - 1),
 }
 
 
@@ -190,6 +201,13 @@ def parse_profile(obj: object, key: str = "") -> Profile:
         raise ConfigError(_join(key, "hot_set.stride"), f"must be < flows ({profile.flows})")
     if profile.seconds > MAX_PHASE_S:
         raise ConfigError(_join(key, "phases"), f"must last at most {MAX_PHASE_S:g} s in total")
+    mark = profile.class_mark_offset
+    for i, size in enumerate(profile.sizes):
+        if mark is not None and size.bytes <= mark:
+            raise ConfigError(
+                _join(key, f"sizes[{i}].bytes"),
+                f"must be > class_mark_offset ({mark}) to carry the class mark",
+            )
     return profile
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dyssect_ctrl.traffic import pipeline
@@ -37,6 +37,7 @@ class PhaseSummary:
     offered_pps: float
     delivered_pps: float
     latency: Latency
+    by_class: dict[str, Latency] = field(default_factory=dict)  # empty without a class mark
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def run_profile(
     sleep: Callable[[float], None] = time.sleep,
     on_sample: Callable[[Sample], None] | None = None,
 ) -> RunRecord:
-    sampler = Sampler(b, names, clock)
+    sampler = Sampler(b, names, clock, profile.classes)
     samples: list[Sample] = []
     phases: list[PhaseSummary] = []
     for phase in profile.phases:
@@ -95,17 +96,22 @@ def run_profile(
                 rate = phase.rate_at(tick - begin.at)
                 pipeline.set_rate(b, rate, names)
         done = sampler.counters()
-        phases.append(_summary(phase.name, begin, done, sampler.phase_latency()))
+        latency = sampler.phase_latency()
+        phases.append(_summary(phase.name, begin, done, latency, sampler.phase_by_class()))
     final = stop_and_drain(b, sampler, names, drain_s, clock, sleep)
     return RunRecord(tuple(samples), tuple(phases), reconcile(final, drops()))
 
 
-def _summary(name: str, begin: Counters, end: Counters, latency: Latency) -> PhaseSummary:
+def _summary(
+    name: str, begin: Counters, end: Counters, latency: Latency, by_class: dict[str, Latency]
+) -> PhaseSummary:
     seconds = end.at - begin.at
     sent = end.sent - begin.sent
     received = end.received - begin.received
     per_s = 1.0 / seconds if seconds > 0 else 0.0
-    return PhaseSummary(name, seconds, sent, received, sent * per_s, received * per_s, latency)
+    return PhaseSummary(
+        name, seconds, sent, received, sent * per_s, received * per_s, latency, by_class
+    )
 
 
 def stop_and_drain(

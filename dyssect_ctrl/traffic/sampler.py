@@ -2,14 +2,15 @@
 
 Offered and delivered packets per second come from counter deltas over the time between two
 reads; latency percentiles from BESS Measure's histogram, cleared on every read so each sample
-and each phase has its own; loss from the generator's and the sequence checker's counters.
+and each phase has its own (overall, and per class when the DUT marks the class); loss from the
+generator's and the sequence checker's counters.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dyssect_ctrl.traffic.pipeline import DEFAULT_NAMES, GenNames
@@ -48,6 +49,7 @@ class Sample:
     gaps: int
     reordered: int
     latency: Latency
+    by_class: dict[str, Latency] = field(default_factory=dict)  # empty without a class mark
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,9 +78,11 @@ class Sampler:
         b: Any,
         names: GenNames = DEFAULT_NAMES,
         clock: Callable[[], float] = time.monotonic,
+        classes: tuple[str, ...] = (),
     ) -> None:
         self._b = b
         self._names = names
+        self._classes = classes
         self._clock = clock
         self._start = clock()
         self._last = self.counters()
@@ -109,10 +113,12 @@ class Sampler:
         return latency_of(summary)
 
     def clear_phase(self) -> None:
-        self._latency(self._names.per_phase)
+        self.phase_latency()
+        self.phase_by_class()
 
     def sample(self, phase: str, rate_set_pps: float) -> Sample:
         latency = self._latency(self._names.per_sample)
+        by_class = {k: self._latency(self._names.per_sample_of(k)) for k in self._classes}
         now = self.counters()
         last, self._last = self._last, now
         dt = now.at - last.at
@@ -126,10 +132,14 @@ class Sampler:
             gaps=now.gaps - last.gaps,
             reordered=now.reordered - last.reordered,
             latency=latency,
+            by_class=by_class,
         )
 
     def phase_latency(self) -> Latency:
         return self._latency(self._names.per_phase)
+
+    def phase_by_class(self) -> dict[str, Latency]:
+        return {k: self._latency(self._names.per_phase_of(k)) for k in self._classes}
 
 
 @dataclass(frozen=True)

@@ -335,10 +335,12 @@ class DyssectOffloadingCore final : public Module {
 
   CommandResponse Init(const dyssect::pb::DyssectOffloadingCoreArg &arg);
   void DeInit() override;
+  std::string GetDesc() const override;
   struct task_result RunTask(Context *ctx, bess::PacketBatch *batch, void *arg) override;
 
  private:
   void Complete();
+  void MarkClass(bess::PacketBatch *batch);
 
   DyssectShardManager *mgr_ = nullptr;
   SharedPlane *plane_ = nullptr;  // mgr_->plane()
@@ -351,6 +353,10 @@ class DyssectOffloadingCore final : public Module {
   // the start of the next RunTask.
   dyssect::OffloadItem pend_[bess::PacketBatch::kMaxBurst];
   uint32_t pend_n_ = 0;
+  // class_mark_offset: -1 when not set; packets too short to hold the mark (read by GetDesc
+  // on the control thread, written by this core only).
+  int32_t class_mark_ = -1;
+  std::atomic<uint64_t> too_short_{0};
 };
 
 class DyssectEgress final : public Module {

@@ -9,6 +9,9 @@ namespace dyssect_bess {
 
 const Commands DyssectOffloadingCore::cmds = {};
 
+// A mark must fit in the first segment of the largest frame.
+static constexpr uint32_t kMaxClassMarkOffset = 9000;
+
 CommandResponse DyssectOffloadingCore::Init(const dyssect::pb::DyssectOffloadingCoreArg &arg) {
   mgr_ = FindManager(arg, &mgr_name_);
   if (mgr_ == nullptr) {
@@ -25,6 +28,12 @@ CommandResponse DyssectOffloadingCore::Init(const dyssect::pb::DyssectOffloading
   if (arg.burst()) {
     burst_ = std::min<uint32_t>(arg.burst(), bess::PacketBatch::kMaxBurst);
   }
+  if (arg.has_class_mark_offset()) {
+    if (arg.class_mark_offset() > kMaxClassMarkOffset) {
+      return CommandFailure(EINVAL, "class_mark_offset must be <= %u", kMaxClassMarkOffset);
+    }
+    class_mark_ = static_cast<int32_t>(arg.class_mark_offset());
+  }
   if (RegisterTask(nullptr) == INVALID_TASK_ID) {
     return CommandFailure(ENOMEM, "task creation failed");
   }
@@ -36,6 +45,33 @@ void DyssectOffloadingCore::DeInit() {
     if (m == mgr_) {
       plane_->oslots[slot_].has_module = false;
     }
+  }
+}
+
+std::string DyssectOffloadingCore::GetDesc() const {
+  if (class_mark_ < 0) {
+    return "slot " + std::to_string(slot_);
+  }
+  return "slot " + std::to_string(slot_) + ", class mark at " + std::to_string(class_mark_) +
+         ", " + std::to_string(too_short_.load(std::memory_order_relaxed)) + " too short";
+}
+
+// Class "offloaded" for a receiver that splits on this byte; a packet too short to hold it
+// goes on unmarked and is counted.
+void DyssectOffloadingCore::MarkClass(bess::PacketBatch *batch) {
+  const uint32_t off = static_cast<uint32_t>(class_mark_);
+  uint64_t short_n = 0;
+  for (int i = 0; i < batch->cnt(); i++) {
+    bess::Packet *pkt = batch->pkts()[i];
+    if (static_cast<uint32_t>(pkt->head_len()) > off) {
+      pkt->head_data<uint8_t *>()[off] = 1;
+    } else {
+      short_n++;
+    }
+  }
+  if (short_n != 0) {
+    too_short_.store(too_short_.load(std::memory_order_relaxed) + short_n,
+                     std::memory_order_relaxed);
   }
 }
 
@@ -77,6 +113,9 @@ struct task_result DyssectOffloadingCore::RunTask(Context *ctx, bess::PacketBatc
   batch->clear();
   for (uint32_t i = 0; i < got; i++) {
     batch->add(static_cast<bess::Packet *>(pend_[i].pkt));
+  }
+  if (class_mark_ >= 0) {
+    MarkClass(batch);
   }
   RunNextModule(ctx, batch);
   return {.block = false, .packets = got, .bits = 0};

@@ -197,7 +197,10 @@ def build(bess, cfg):
         if hardware:
             w_arg.update({"port": rx, "qid": k})
         bess.create_module("DyssectWorkingCore", w_name, w_arg)
-        bess.create_module("DyssectOffloadingCore", o_name, {"manager": manager, "slot": m - 1 - k})
+        o_arg = {"manager": manager, "slot": m - 1 - k}
+        if "class_mark_offset" in cfg:
+            o_arg["class_mark_offset"] = int(cfg["class_mark_offset"])
+        bess.create_module("DyssectOffloadingCore", o_name, o_arg)
 
         chain = []
         for i, nf in enumerate(cfg["chain"]):
