@@ -35,6 +35,7 @@ def dut_sample(t: float, w: int, e: int, drops: int) -> dict:
 
 GEN = [gen_sample(1.0, "base", 1000, 80.0), gen_sample(2.0, "step", 5000, 900.0),
        gen_sample(3.0, "step", 5000, 120.0)]  # fmt: skip
+GEN[2]["by_class"] = {"working": {"p99_us": 100.0}, "offloaded": {"p99_us": 300.0}}
 DUT = [dut_sample(0.5, 1, 0, 0), {"t": T0 + 1.5, "error": "timeout"},
        dut_sample(1.9, 1, 0, 4), dut_sample(2.5, 2, 1, 7), dut_sample(3.5, 2, 1, 7)]  # fmt: skip
 DECISIONS = [{"time": T0 + 2.2, "migrations": 6}, {"time": T0 + 2.9, "migrations": 2},
@@ -52,6 +53,9 @@ def test_series_lines_the_dut_up_with_each_generator_second() -> None:
     # drops over each second, all reasons; the first second starts before the first record
     assert [r["drops"] for r in rows] == [None, 4, 3]
     assert [r["p99_us"] for r in rows] == [80.0, 900.0, 120.0]
+    # per class only where the generator measured classes
+    assert [r["p99_working_us"] for r in rows] == [None, None, 100.0]
+    assert [r["p99_offloaded_us"] for r in rows] == [None, None, 300.0]
 
 
 def test_series_before_any_dut_sample_has_no_cores() -> None:

@@ -28,6 +28,8 @@ SERIES_FIELDS = (
     "p99_us",
     "p999_us",
     "max_us",
+    "p99_working_us",
+    "p99_offloaded_us",
     "working",
     "offloading",
     "load_cores",
@@ -104,6 +106,9 @@ def series(
                 "p99_us": lat.get("p99_us"),
                 "p999_us": lat.get("p999_us"),
                 "max_us": lat.get("max_us"),
+                # per class when dut marks offloaded packets (docs/traffic.md)
+                "p99_working_us": _class_p99(s, "working"),
+                "p99_offloaded_us": _class_p99(s, "offloaded"),
                 "working": None if now is None else now.get("working"),
                 "offloading": None if now is None else now.get("offloading"),
                 "load_cores": None if now is None else now.get("total_load"),
@@ -114,6 +119,11 @@ def series(
         )
         prev_wall = wall
     return rows
+
+
+def _class_p99(sample: dict[str, Any], name: str) -> float | None:
+    value = ((sample.get("by_class") or {}).get(name) or {}).get("p99_us")
+    return None if value is None else float(value)
 
 
 def write_series(rows: list[dict[str, Any]], path: Path) -> None:
@@ -233,6 +243,9 @@ def plot_timeline(rows: list[dict[str, Any]], path: Path, title: str) -> None:
             start, shade = r["t_s"], not shade
     for key, label in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
         lat.plot(t, [r[key] for r in rows], marker=".", label=label)
+    for key, label in (("p99_working_us", "p99 working"), ("p99_offloaded_us", "p99 offloaded")):
+        if any(r[key] is not None for r in rows):
+            lat.plot(t, [r[key] for r in rows], linestyle="--", linewidth=1, label=label)
     lat.set_yscale("log")
     lat.set_ylabel("latency (us)")
     lat.legend(loc="upper left")
