@@ -126,3 +126,12 @@ def test_the_documented_example_is_valid() -> None:
     p = load_profile(Path(__file__).resolve().parents[1] / "examples" / "traffic-step.yml")
     assert [ph.name for ph in p.phases] == ["base", "step", "ramp-down"]
     assert p.seconds == 9
+
+
+def test_latency_range_keeps_the_histogram_at_most_a_million_buckets() -> None:
+    assert parse_profile({}).latency_resolution_ns == 100  # 100 ms at 100 ns
+    wide = parse_profile({"latency_max_ms": 1000})
+    assert wide.latency_max_ms == 1000.0 and wide.latency_resolution_ns == 1000
+    assert parse_profile({"latency_max_ms": 1}).latency_resolution_ns == 100
+    with pytest.raises(ConfigError, match="latency_max_ms"):
+        parse_profile({"latency_max_ms": 0.5})

@@ -17,10 +17,6 @@ from typing import Any
 
 from dyssect_ctrl.traffic.profile import CLASSES, STAMP_OFFSET, TIMESTAMP_OFFSET, Profile
 
-# Measure's histogram: 100 ns buckets up to 100 ms (its default), one bucket array per module.
-LATENCY_MAX_NS = 100_000_000
-LATENCY_RESOLUTION_NS = 100
-
 
 @dataclass(frozen=True)
 class GenNames:
@@ -119,8 +115,10 @@ def build_receiver(b: Any, profile: Profile, *, head: str, names: GenNames = DEF
     (only a foreign packet can carry one; the check would not count it either)."""
     arg = {
         "offset": TIMESTAMP_OFFSET,
-        "latency_ns_max": LATENCY_MAX_NS,
-        "latency_ns_resolution": LATENCY_RESOLUTION_NS,
+        # Measure's histogram: 100 ns buckets up to 100 ms by default (the profile's
+        # latency_max_ms), one bucket array per module.
+        "latency_ns_max": int(profile.latency_max_ms * 1_000_000),
+        "latency_ns_resolution": profile.latency_resolution_ns,
     }
     b.create_module("Measure", names.per_sample, arg)
     b.create_module("Measure", names.per_phase, arg)

@@ -6,6 +6,7 @@ of the offending key. The schema is documented in docs/traffic.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ MAX_PHASES = 1000
 MAX_RATE_PPS = 100_000_000
 MAX_PHASE_S = 86_400.0
 PHASE_KINDS = ("constant", "ramp")
+# Buckets of one latency histogram at most (BESS Measure allocates them all): 8 MB.
+LATENCY_BUCKETS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,12 @@ class Profile:
     sizes: tuple[Size, ...] = (Size(),)
     phases: tuple[Phase, ...] = (Phase(),)
     class_mark_offset: int | None = None  # None: latency is not split by class
+    # The latency histograms' range: longer needs coarser buckets (at most 1M per histogram).
+    latency_max_ms: float = 100.0
+
+    @property
+    def latency_resolution_ns(self) -> int:
+        return max(100, math.ceil(self.latency_max_ms * 1e6 / LATENCY_BUCKETS))
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -191,6 +200,7 @@ _CHECKS: dict[str, Check] = {
     "sizes": _sizes,
     "phases": _phases,
     "class_mark_offset": int_range(CLASS_MARK_MIN_OFFSET, MAX_FRAME - 1),
+    "latency_max_ms": number_range(1.0, 10_000.0),
 }
 
 
