@@ -121,3 +121,13 @@ def test_phases_line_names_each_phase() -> None:
                      "latency_us": {"p50": 40.0, "p99": 81.2, "p99.9": None}}]}
     )  # fmt: skip
     assert line == "base: offered 1000 delivered 990 pps, p50 40 us p99 81 us p99.9 -"
+
+
+def test_phases_line_adds_each_class_that_carried_packets() -> None:
+    line = tr.phases_line(
+        {"phases": [{"name": "step", "offered_pps": 4000.0, "delivered_pps": 4000.0,
+                     "latency_us": {"p50": 40.0, "p99": 90.0, "p99.9": 99.0},
+                     "latency_us_by_class": {"working": {"count": 900, "p99": 80.0},
+                                             "offloaded": {"count": 0, "p99": None}}}]}
+    )  # fmt: skip
+    assert line.endswith("p99.9 99 us, working p99 80 us (900)")

@@ -202,9 +202,15 @@ def phases_line(gen_summary: dict[str, Any]) -> str:
     parts = []
     for p in gen_summary.get("phases") or []:
         lat = p.get("latency_us") or {}
+        classes = "".join(
+            f", {name} p99 {_us(c.get('p99'))} ({c.get('count', 0)})"
+            for name, c in (p.get("latency_us_by_class") or {}).items()
+            if c.get("count")
+        )
         parts.append(
             f"{p['name']}: offered {p['offered_pps']:.0f} delivered {p['delivered_pps']:.0f} pps,"
             f" p50 {_us(lat.get('p50'))} p99 {_us(lat.get('p99'))} p99.9 {_us(lat.get('p99.9'))}"
+            + classes
         )
     return "; ".join(parts)
 
