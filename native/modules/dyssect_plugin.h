@@ -32,6 +32,7 @@
 #include "packet.h"
 #include "pb/dyssect_msg.pb.h"
 #include "port.h"
+#include "utils/time.h"
 #include "worker.h"
 
 #include "dyssect/cpu_nf.h"
@@ -105,6 +106,42 @@ inline uint32_t FenceShard(const bess::Packet *p) {
 
 class DyssectWorkingCore;
 
+// Busy time of one working or offloading slot (docs/dataplane.md): cumulative
+// TSC cycles from the start of a RunTask that took packets to the end of the
+// chain's processing of that batch, and the packets of those batches. Written
+// only on the worker running the slot's module (its RunTask or its chain's
+// DyssectEgress), read by get_stats.
+struct alignas(64) BusyCount {
+  std::atomic<uint64_t> cycles{0};
+  std::atomic<uint64_t> packets{0};
+};
+
+// The batch being timed on one worker. BESS runs a task's downstream modules
+// after RunTask returns, so the core opens the record and the chain's
+// DyssectEgress (or the core itself, for a batch with nothing left for the
+// chain) closes it. Touched only by that worker's thread.
+struct alignas(64) BusyClock {
+  uint64_t t0 = 0;
+  uint64_t packets = 0;
+  BusyCount *to = nullptr;  // nullptr: nothing open
+
+  void Open(BusyCount *c, uint64_t start, uint64_t pkts) {
+    to = c;
+    t0 = start;
+    packets = pkts;
+  }
+  void Close(uint64_t end) {
+    if (to != nullptr) {
+      to->cycles.store(to->cycles.load(std::memory_order_relaxed) + (end - t0),
+                       std::memory_order_relaxed);
+      to->packets.store(to->packets.load(std::memory_order_relaxed) + packets,
+                        std::memory_order_relaxed);
+      to = nullptr;
+    }
+  }
+  void Discard() { to = nullptr; }
+};
+
 // Working slot: RX ring (software steering) and offload ring.
 struct alignas(64) WorkSlot {
   std::unique_ptr<dyssect::SpscRing<bess::Packet *>> rx;
@@ -120,10 +157,12 @@ struct alignas(64) WorkSlot {
   // published at the end of its Init (modules may be created while workers
   // run), cleared in its DeInit (workers paused).
   std::atomic<DyssectWorkingCore *> module{nullptr};
+  BusyCount busy;
 };
 
 struct alignas(64) OffSlot {
   std::atomic<bool> has_module{false};
+  BusyCount busy;
 };
 
 // What a shard manager shares with its sibling modules, owned by the manager
@@ -163,6 +202,7 @@ class SharedPlane {
   std::atomic<uint64_t> plan_gen{0};   // bumped by every applied plan
   std::atomic<uint64_t> idle_timeout_ns{10ull * 1000 * 1000 * 1000};
   dyssect::NfRegistry nf;
+  BusyClock busy_clock[Worker::kMaxWorkers];  // by worker id (Context::wid)
 
  private:
   friend class DyssectShardManager;
@@ -372,6 +412,7 @@ class DyssectEgress final : public Module {
  private:
   DyssectShardManager *mgr_ = nullptr;
   std::string mgr_name_;
+  SharedPlane *plane_ = nullptr;  // mgr_->plane()
   CounterBlock cnt_;
 };
 

@@ -1,4 +1,5 @@
-// Egress: counts the packets leaving a Dyssect chain (packets_out).
+// Egress: counts the packets leaving a Dyssect chain (packets_out) and ends
+// the busy time of the batch (BusyClock).
 #include "dyssect_plugin.h"
 
 #include "manager_link.h"
@@ -12,6 +13,7 @@ CommandResponse DyssectEgress::Init(const dyssect::pb::DyssectEgressArg &arg) {
   if (mgr_ == nullptr) {
     return NoManager(mgr_name_);
   }
+  plane_ = &mgr_->plane();
   mgr_->Register(&cnt_);
   return CommandSuccess();
 }
@@ -22,6 +24,11 @@ void DyssectEgress::DeInit() {
 
 void DyssectEgress::ProcessBatch(Context *ctx, bess::PacketBatch *batch) {
   CounterBlock::Bump(cnt_.out, static_cast<uint64_t>(batch->cnt()));
+  // The end of the chain: the batch its working or offloading core opened.
+  BusyClock &clock = plane_->busy_clock[ctx->wid];
+  if (clock.to != nullptr) {
+    clock.Close(rdtsc());
+  }
   RunNextModule(ctx, batch);
 }
 

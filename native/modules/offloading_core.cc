@@ -85,6 +85,7 @@ void DyssectOffloadingCore::Complete() {
 
 struct task_result DyssectOffloadingCore::RunTask(Context *ctx, bess::PacketBatch *batch,
                                                   void *) {
+  const uint64_t t0 = rdtsc();  // busy time: see BusyClock
   Complete();
   const uint32_t m = plane_->num_cores();
   uint32_t got = 0;
@@ -117,6 +118,7 @@ struct task_result DyssectOffloadingCore::RunTask(Context *ctx, bess::PacketBatc
   if (class_mark_ >= 0) {
     MarkClass(batch);
   }
+  plane_->busy_clock[ctx->wid].Open(&plane_->oslots[slot_].busy, t0, got);
   RunNextModule(ctx, batch);
   return {.block = false, .packets = got, .bits = 0};
 }

@@ -333,6 +333,15 @@ CommandResponse DyssectShardManager::CommandGetStats(
   (*held)["rx_ring"] = held_rx;
   r.set_packets_held(held_offload + held_backlog + held_handoff + held_rx);
   r.set_stuck_handoffs(stuck);
+  for (uint32_t i = 0; i < p_.num_cores_; i++) {
+    const BusyCount &w = p_.wslots[i].busy;
+    const BusyCount &o = p_.oslots[i].busy;
+    r.add_working_busy_cycles(w.cycles.load(std::memory_order_relaxed));
+    r.add_working_busy_packets(w.packets.load(std::memory_order_relaxed));
+    r.add_offloading_busy_cycles(o.cycles.load(std::memory_order_relaxed));
+    r.add_offloading_busy_packets(o.packets.load(std::memory_order_relaxed));
+  }
+  r.set_tsc_hz(static_cast<double>(tsc_hz));
   r.set_packets_in(in);
   r.set_packets_out(out);
   r.set_packets_inline(inline_pkts);

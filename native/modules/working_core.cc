@@ -489,6 +489,7 @@ void DyssectWorkingCore::ResolveStuckTakeOver(Shard &sh, uint32_t old_owner) {
 }
 
 struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *batch, void *) {
+  const uint64_t t0 = rdtsc();  // busy time: see BusyClock
   now_ns_ = ctx->current_ns;
   if (!fences_.empty() ||
       plane_->shards.active_migrations.load(std::memory_order_acquire) != 0) {
@@ -514,6 +515,7 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
   if (!backlog_->Empty()) {
     const uint32_t n = backlog_->DequeueBurst(batch->pkts(), burst_);
     batch->set_cnt(static_cast<int>(n));
+    plane_->busy_clock[ctx->wid].Open(&ws_->busy, t0, n);
     RunNextModule(ctx, batch);
     return {.block = false, .packets = n, .bits = 0};
   }
@@ -555,6 +557,11 @@ struct task_result DyssectWorkingCore::RunTask(Context *ctx, bess::PacketBatch *
     fences_.push_back(Fence{s, true});  // released once this batch has run
   }
   fences_new_.clear();
+  BusyClock &clock = plane_->busy_clock[ctx->wid];
+  clock.Open(&ws_->busy, t0, cnt);
+  if (batch->cnt() == 0) {
+    clock.Close(rdtsc());  // all offloaded, buffered or dropped: no chain to wait for
+  }
   RunNextModule(ctx, batch);
   return {.block = false, .packets = cnt, .bits = 0};
 }
@@ -578,6 +585,9 @@ bool DyssectWorkingCore::RunToCompletion(Context *ctx, bess::Packet **pkts, uint
     return false;
   }
   now_ns_ = ctx->current_ns;
+  // Not timed: several slots' bursts may share the dispatcher's task, and
+  // their chains run after it in no fixed order (docs/dataplane.md).
+  plane_->busy_clock[ctx->wid].Discard();
   batch_id_++;
   batch->clear();
   if (!ClassifyOwned(ctx, pkts, cnt, batch)) {
