@@ -30,6 +30,10 @@ EXIT_BAD_INPUT = 2  # malformed snapshot (and argparse usage errors)
 DELEGATED = {
     "run": ("dyssect_ctrl.service", "run the controller service (run --config FILE)"),
     "status": ("dyssect_ctrl.status", "show the running controller's state"),
+    "calibrate": (
+        "dyssect_ctrl.calibrate",
+        "print the service time per packet the data plane measures",
+    ),
     "bench": ("dyssect_ctrl.bench", "time the planner backends over a grid of instances"),
     "record": ("dyssect_ctrl.experiment.record", "sample the running controller into JSON lines"),
     "load": ("dyssect_ctrl.experiment.load", "set the offered load of the pipeline's test source"),

@@ -249,6 +249,15 @@ def nonempty_string(key: str, value: Any) -> str:
     return _string(key, value)
 
 
+def optional(check: Check) -> Check:
+    """`check`, or None (null: the key's documented meaning of "not set")."""
+
+    def check_optional(key: str, value: Any) -> Any:
+        return None if value is None else check(key, value)
+
+    return check_optional
+
+
 def optional_string(key: str, value: Any) -> str | None:
     return None if value is None else _string(key, value)
 
@@ -342,8 +351,9 @@ _MODEL: dict[str, Check] = {
     "cs_priority": Live(number_range(0, 1e3)),
     "ca_regular": Live(number_range(0, 1e3)),
     "cs_regular": Live(number_range(0, 1e3)),
-    "t_working_us": Live(number_range(0, 1e6, lo_open=True)),
-    "t_offloading_us": Live(number_range(0, 1e6, lo_open=True)),
+    "t_working_us": Live(optional(number_range(0, 1e6, lo_open=True))),
+    "t_offloading_us": Live(optional(number_range(0, 1e6, lo_open=True))),
+    "service_time_default_us": Live(number_range(0, 1e6, lo_open=True)),
     "sigma": Live(number_range(0, 1e3, lo_open=True)),
     "rho_cap": Live(open_unit),
     "max_offloading_ratio": Live(closed_unit),

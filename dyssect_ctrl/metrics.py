@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from dyssect_ctrl.model import Params, Plan, core_loads
+from dyssect_ctrl.service_time import InForce
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +132,24 @@ class Metrics:
         self.reloads = Counter(
             "dyssect_config_reloads_total", "SIGHUP reloads by result", ["result"], registry=r
         )
+        self.service_time = Gauge(
+            "dyssect_service_time_seconds",
+            "Service time per packet of a core kind: the data plane's measurement, smoothed "
+            "(source=measured), and the value the model uses (source=in_force)",
+            ["kind", "source"],
+            registry=r,
+        )
         self._shards_seen = 0
         self._slots_seen: set[tuple[str, str]] = set()
 
     # -- updates from the loop -------------------------------------------------------------
+
+    def observe_service_time(self, in_force: Mapping[str, InForce]) -> None:
+        """Per kind: the smoothed measurement (NaN before one) and the value in force."""
+        for kind, f in in_force.items():
+            measured = math.nan if f.measured_us is None else f.measured_us * 1e-6
+            self.service_time.labels(kind=kind, source="measured").set(measured)
+            self.service_time.labels(kind=kind, source="in_force").set(f.us * 1e-6)
 
     def observe_loads(self, loads: list[float], plan: Plan, params: Params, cores: int) -> None:
         """Per-shard load and, for the plan in force, per-core load and delay against the SLO."""
@@ -148,8 +164,8 @@ class Metrics:
         work, offl = core_loads(plan, loads, params)
         seen: set[tuple[str, str]] = set()
         roles: list[tuple[str, list[float], float, float, float]] = [
-            ("working", work, params.k_priority, params.t_working_us, params.slo_priority_us),
-            ("offloading", offl, params.k_regular, params.t_offloading_us, params.slo_regular_us),
+            ("working", work, params.k_priority, params.working_us, params.slo_priority_us),
+            ("offloading", offl, params.k_regular, params.offloading_us, params.slo_regular_us),
         ]
         for role, slot_loads, k, t, slo in roles:
             self.core_slo.labels(role=role).set(slo)

@@ -22,11 +22,27 @@ class Params:
     cs_priority: float = 1.0
     ca_regular: float = 1.0
     cs_regular: float = 1.0
-    t_working_us: float = 1.0
-    t_offloading_us: float = 1.0
+    # Mean service time per packet: None = measured by the data plane (the controller fills in
+    # the value in force, dyssect_ctrl/service_time.py); a number is a fixed override.
+    t_working_us: float | None = None
+    t_offloading_us: float | None = None
+    # What a service time not set and not yet measured is taken to be.
+    service_time_default_us: float = 1.0
     sigma: float = 1.0
     rho_cap: float = 0.9
     max_offloading_ratio: float = 0.5
+
+    @property
+    def working_us(self) -> float:
+        """The working cores' service time the model uses."""
+        t = self.t_working_us
+        return self.service_time_default_us if t is None else t
+
+    @property
+    def offloading_us(self) -> float:
+        """The offloading cores' service time the model uses."""
+        t = self.t_offloading_us
+        return self.service_time_default_us if t is None else t
 
     @property
     def k_priority(self) -> float:
@@ -40,12 +56,12 @@ class Params:
     def rho_max_working(self) -> float:
         """Kingman G/G/1 wait <= SLO, solved for the load: a linear cap for fixed K, T, SLO."""
         slo = self.slo_priority_us
-        return min(self.rho_cap, slo / (slo + self.k_priority * self.t_working_us))
+        return min(self.rho_cap, slo / (slo + self.k_priority * self.working_us))
 
     @property
     def rho_max_offloading(self) -> float:
         slo = self.slo_regular_us
-        return min(self.rho_cap, slo / (slo + self.k_regular * self.t_offloading_us))
+        return min(self.rho_cap, slo / (slo + self.k_regular * self.offloading_us))
 
     def max_offloading(self, working: int) -> int:
         """Most offloading cores allowed with `working` working cores."""
@@ -128,7 +144,7 @@ class Snapshot:
 
     def loads(self) -> list[float]:
         """V_s in cores: packets * t_working / window."""
-        t = self.params.t_working_us * 1e-6
+        t = self.params.working_us * 1e-6
         return [s.packets * t / self.window_s for s in self.shards]
 
     def current_or_initial(self) -> Plan:

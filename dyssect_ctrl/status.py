@@ -173,11 +173,20 @@ def render(doc: dict[str, Any], console: Console) -> None:
         )
     if doc.get("cores"):
         console.print(table)
+    for kind, f in (doc.get("service_time") or {}).items():
+        console.print(service_time_line(kind, f))
     if counts:
         console.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     drops = {k: v for k, v in (doc.get("drops") or {}).items() if v}
     if drops:
         console.print("drops last window: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
+
+
+def service_time_line(kind: str, f: dict[str, Any]) -> str:
+    """One kind's service time: the value the model uses, its source, and the measurement."""
+    measured = f.get("measured_us")
+    seen = "not measured yet" if measured is None else f"measured {measured:.3f} us"
+    return f"service time {kind}: {f.get('us', 0.0):.3f} us ({f.get('source')}); {seen}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

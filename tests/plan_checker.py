@@ -17,11 +17,11 @@ def caps(params) -> tuple[float, float]:
     kp = (params.ca_priority**2 + params.cs_priority**2) / 2.0
     kr = (params.ca_regular**2 + params.cs_regular**2) / 2.0
     cw = min(
-        params.rho_cap, params.slo_priority_us / (params.slo_priority_us + kp * params.t_working_us)
+        params.rho_cap, params.slo_priority_us / (params.slo_priority_us + kp * params.working_us)
     )
     co = min(
         params.rho_cap,
-        params.slo_regular_us / (params.slo_regular_us + kr * params.t_offloading_us),
+        params.slo_regular_us / (params.slo_regular_us + kr * params.offloading_us),
     )
     return cw, co
 

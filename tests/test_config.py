@@ -258,6 +258,22 @@ def test_changed_keys_names_dotted_paths() -> None:
     assert changed_keys(old, moved) == {"cores.list"}
 
 
+def test_service_times_are_measured_unless_set() -> None:
+    default = parse_config({}).params
+    assert default.t_working_us is None and default.t_offloading_us is None
+    assert default.working_us == default.service_time_default_us
+    null = parse_config({"model": {"t_working_us": None, "service_time_default_us": 4.0}})
+    assert null.params.t_working_us is None and null.params.working_us == 4.0
+    fixed = parse_config({"model": {"t_working_us": 25, "t_offloading_us": 30.0}}).params
+    assert (fixed.working_us, fixed.offloading_us) == (25.0, 30.0)
+    # an override set or removed is a live change of the model
+    assert changed_keys(parse_config({}), parse_config({"model": {"t_working_us": 1.0}})) == {
+        "model.t_working_us"
+    }
+    with pytest.raises(ConfigError, match=r"^model\.t_working_us: must be > 0"):
+        parse_config({"model": {"t_working_us": 0}})
+
+
 def test_parse_model_uses_base_for_missing_keys() -> None:
     base = Params(sigma=2.0, rho_cap=0.7)
     params = parse_model({"sigma": 0.5}, key="params", base=base)

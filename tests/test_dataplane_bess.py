@@ -7,6 +7,7 @@ tests/bess/ (they need DYSSECT_BESS_SRC).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from dyssect_ctrl.config import parse_config
 from dyssect_ctrl.dataplane.base import (
@@ -119,6 +120,10 @@ class Daemon:
         self.migrating = False
         self.window_s = 0.0
         self.busy = False
+        # Busy time the cores measure: microseconds per packet per kind, at a 2 GHz TSC (1 us,
+        # the model's default, unless a test sets another).
+        self.busy_us = {"working": 1.0, "offloading": 1.0}
+        self.tsc_hz = 2.0e9
         self.reset_plan()
         self.reset_counters()
 
@@ -126,6 +131,8 @@ class Daemon:
         self.drops = {"ring_full": 0, "table_full": 0}
         self.pin = 0
         self.pout = 0
+        # per kind and slot: cumulative [cycles, packets]
+        self.busy_counts = {k: [[0, 0] for _ in self.cores] for k in ("working", "offloading")}
 
     def reset_plan(self) -> None:
         self.plan = Plan.initial(self.shards)
@@ -165,6 +172,10 @@ class Daemon:
             self.pin += self.packets * self.shards
             self.pout += self.packets * self.shards - 2
             p = self.plan
+            for kind, used in (("working", p.working), ("offloading", p.offloading)):
+                for slot in self.busy_counts[kind][:used]:
+                    slot[0] += round(1000 * self.busy_us[kind] * 1e-6 * self.tsc_hz)
+                    slot[1] += 1000
             shards = [
                 NS(
                     packets=self.packets,
@@ -191,6 +202,12 @@ class Daemon:
                 migrating=self.migrating,
                 plan_id=self.plan_id,
                 instance=self.instance,
+                **{
+                    f"{kind}_busy_{what}": [c[i] for c in self.busy_counts[kind]]
+                    for kind in ("working", "offloading")
+                    for i, what in enumerate(("cycles", "packets"))
+                },
+                tsc_hz=self.tsc_hz,
             )
         if cmd == "apply_plan":
             if self.busy:
@@ -292,6 +309,30 @@ def test_reads_stats_into_a_reading(rig) -> None:
     assert s.drops == {"ring_full": 2, "table_full": 0}
     assert r.packets_in == 8 * 50_000 and r.packets_in - r.packets_out == 2
     assert rig.dp.read().snapshot.drops == {"ring_full": 2, "table_full": 0}
+
+
+def test_busy_time_becomes_per_window_counts_per_slot(rig) -> None:
+    rig.daemon.busy_us = {"working": 2.0, "offloading": 3.0}
+    rig.dp.connect()
+    rig.daemon.plan = Plan(2, 1, (0, 1) * 4, {0: 0}, (0.5, 0.0) * 4)
+    rig.dp.read()
+    r = rig.dp.read()
+    assert r.tsc_hz == 2.0e9
+    assert [b.packets for b in r.busy["working"]] == [1000, 1000, 0, 0]
+    assert [b.packets for b in r.busy["offloading"]] == [1000, 0, 0, 0]
+    assert r.busy["working"][1].cycles == 1000 * 2.0e-6 * 2.0e9
+    assert r.busy["offloading"][0].cycles == 1000 * 3.0e-6 * 2.0e9
+
+
+def test_busy_counters_going_backwards_are_rejected(rig) -> None:
+    from dyssect_ctrl.dataplane.base import SnapshotRejected, SnapshotValidator
+
+    v = SnapshotValidator(shards=8, cores=4)
+    rig.dp.connect()
+    v.check(rig.dp.read())
+    rig.daemon.busy_counts["working"][0][0] -= 10**9
+    with pytest.raises(SnapshotRejected, match="negative_counter: working slot 0"):
+        v.check(rig.dp.read())
 
 
 def test_counters_going_backwards_are_rejected(rig) -> None:
@@ -468,6 +509,37 @@ def test_pipeline_rebuilt_under_a_live_connection_is_found_and_our_plan_reapplie
     assert loop.connected
     assert rig.daemon.plan == ours  # found the new pipeline and put our plan back
     assert loop.counts["rejected"] == 0
+    loop.close()
+
+
+def test_loop_plans_on_the_measured_service_time_unless_overridden(rig) -> None:
+    rig.daemon.packets = 30_000  # 8 x 0.3 cores at 1 us
+    rig.daemon.busy_us = {"working": 4.0, "offloading": 1.0}  # measured: 8 x 1.2 cores
+    loop = ControlLoop(rig.config, rig.dp, Metrics(CollectorRegistry()), None)
+    for _ in range(8):
+        loop.tick()
+    doc = loop.status()["service_time"]
+    assert doc["working"]["source"] == "measured"
+    assert doc["working"]["us"] == pytest.approx(4.0)
+    assert loop.last_reading is not None
+    assert loop.last_reading.snapshot.params.t_working_us == pytest.approx(4.0)
+    assert sum(loop.st.last_loads) == pytest.approx(8 * 1.2)
+    assert loop.current is not None and loop.current.working >= 2  # 9.6 cores of load
+    text = generate_latest(loop.st.metrics.registry).decode()
+    assert 'dyssect_service_time_seconds{kind="working",source="measured"} 4e-06' in text
+    loop.close()
+    # the same data plane with the service time fixed in the config: the measurement is shown
+    # beside the override and the plans follow the override
+    fixed = dataclasses.replace(
+        rig.config, params=rig.config.params.with_values({"t_working_us": 1.0})
+    )
+    loop = ControlLoop(fixed, rig.dp, Metrics(CollectorRegistry()), None)
+    for _ in range(8):
+        loop.tick()
+    doc = loop.status()["service_time"]
+    assert (doc["working"]["source"], doc["working"]["us"]) == ("override", 1.0)
+    assert doc["working"]["measured_us"] == pytest.approx(4.0)
+    assert sum(loop.st.last_loads) == pytest.approx(8 * 0.3)
     loop.close()
 
 

@@ -165,7 +165,7 @@ def test_scales_up_at_once_and_down_only_after_hysteresis(tmp_path: Path) -> Non
     # From the tick after the overload appears, every plan keeps each core under its cap for
     # the per-shard loads it was planned on (the replay's line of that tick).
     lines = [json.loads(line) for line in (tmp_path / "snaps.jsonl").read_text().splitlines()]
-    t_us = rig.config.params.t_working_us
+    t_us = rig.config.params.working_us
     for i in range(7, 18):
         shard_loads = [
             s["packets"] * t_us * 1e-6 / lines[i]["window_s"] for s in lines[i]["shards"]
@@ -375,3 +375,19 @@ def test_reapply_is_retried_while_the_pipeline_is_rebuilt(tmp_path: Path) -> Non
     assert rig.dp.refuse == 0
     assert rig.dp.applied[-1] == ours  # put back once the pipeline takes it, nothing in between
     assert rig.metric("dyssect_plans_refused_total", reason="rejected") == 3
+
+
+def test_a_replay_keeps_the_service_time_its_snapshots_name(tmp_path: Path) -> None:
+    # Replayed lines measure no busy time: a line's own t_working_us is planned on (its loads
+    # doubled here), a line without one gets the value in force (the default, 1 us).
+    rig = Rig(tmp_path, [0.5, 0.5], overrides={0: {"params": {"t_working_us": 2.0}}})
+    rig.ticks(1)
+    first = rig.loop.last_reading
+    assert first is not None and first.snapshot.params.t_working_us == 2.0
+    loads_named = sum(rig.loop.st.last_loads)
+    rig.ticks(1)
+    second = rig.loop.last_reading
+    assert second is not None and second.snapshot.params.t_working_us == 1.0
+    assert loads_named == pytest.approx(2 * 0.5, rel=0.05)
+    assert sum(rig.loop.st.last_loads) == pytest.approx(0.5, rel=0.05)
+    assert rig.loop.status()["service_time"]["working"]["source"] == "default"

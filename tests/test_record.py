@@ -20,6 +20,7 @@ DOC = {
     "counts": {"migrations": 3},
     "drops_total": {"ring_full": 4},
     "last_solve": {"mode": "short", "solve_ms": 1.5},
+    "service_time": {"working": {"us": 3.2, "source": "measured", "measured_us": 3.2}},
 }
 
 
@@ -29,6 +30,7 @@ def test_sample_keeps_what_an_experiment_needs() -> None:
     assert (s["working"], s["offloading"], s["plan_id"]) == (2, 1, 7)
     assert s["core_loads"] == [0.8, 0.7, 0.25]
     assert s["drops_total"] == {"ring_full": 4}
+    assert s["service_time"]["working"] == {"us": 3.2, "source": "measured", "measured_us": 3.2}
     assert sample_of({"state": "starting"}, 1.0)["working"] is None
 
 

@@ -65,6 +65,10 @@ DOC = {
     "solver_backend": "auto",
     "counts": {"fallbacks": 3, "rejected": 1},
     "drops": {"ring_full": 4, "table_full": 0},
+    "service_time": {
+        "working": {"us": 25.0, "source": "override", "measured_us": 21.5},
+        "offloading": {"us": 1.0, "source": "default", "measured_us": None},
+    },
 }
 
 
@@ -103,6 +107,8 @@ def test_render_shows_plan_cores_and_slo_breaches() -> None:
     assert "19.00" in text  # the slot over its SLO is shown (in red on a terminal)
     assert "drops last window: ring_full 4" in text
     assert "table_full" not in text
+    assert "service time working: 25.000 us (override); measured 21.500 us" in text
+    assert "service time offloading: 1.000 us (default); not measured yet" in text
 
 
 def test_metrics_fallback_builds_a_reduced_document() -> None:

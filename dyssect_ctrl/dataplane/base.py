@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from dyssect_ctrl.model import Plan, Snapshot
+from dyssect_ctrl.service_time import Busy
 
 # A uint64 counter at or above this has wrapped below zero in the data plane.
 WRAPPED = 1 << 63
@@ -65,6 +66,10 @@ class Reading:
     owners: tuple[int, ...] = ()
     # True on the first reading after (re)connecting: a new data-plane session.
     fresh: bool = False
+    # Busy time over the window per kind ("working", "offloading"), one entry per slot, and
+    # the TSC frequency its cycles count at (0: the data plane does not measure it).
+    busy: dict[str, tuple[Busy, ...]] = field(default_factory=dict)
+    tsc_hz: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,14 @@ class SnapshotValidator:
         ):
             if not 0 <= value < WRAPPED:
                 raise SnapshotRejected("negative_counter", f"{name} = {_signed(value)}")
+        for kind, slots in reading.busy.items():
+            for n, b in enumerate(slots):
+                if not (0 <= b.cycles < WRAPPED and 0 <= b.packets < WRAPPED):
+                    raise SnapshotRejected(
+                        "negative_counter",
+                        f"{kind} slot {n}: busy cycles {_signed(b.cycles)} "
+                        f"packets {_signed(b.packets)}",
+                    )
         if not math.isfinite(s.timestamp):
             raise SnapshotRejected("time_backwards", f"timestamp {s.timestamp}")
         if self._last_time is not None and s.timestamp <= self._last_time:

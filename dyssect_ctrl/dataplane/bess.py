@@ -32,6 +32,7 @@ from dyssect_ctrl.dataplane.base import (
     plan_problem,
 )
 from dyssect_ctrl.model import Plan, ShardStats, Snapshot
+from dyssect_ctrl.service_time import KINDS, Busy
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +359,22 @@ def reading_from_stats(
         current = Plan(working, int(resp.offloading), tuple(assignment), pairing, tuple(offload))
     now = {"in": int(resp.packets_in), "out": int(resp.packets_out)}
     now.update({f"drop:{k}": int(v) for k, v in resp.drops.items()})
+    busy: dict[str, tuple[Busy, ...]] = {}
+    for kind in KINDS:
+        # an older plugin has neither field: no busy time
+        cycles = list(getattr(resp, f"{kind}_busy_cycles", ()))
+        packets = list(getattr(resp, f"{kind}_busy_packets", ()))
+        slots = []
+        for i, (c, n) in enumerate(zip(cycles, packets, strict=False)):
+            key = f"busy:{kind}:{i}"
+            now[f"{key}:cycles"], now[f"{key}:packets"] = int(c), int(n)
+            slots.append(
+                Busy(
+                    cycles=int(c) - totals.get(f"{key}:cycles", 0),
+                    packets=int(n) - totals.get(f"{key}:packets", 0),
+                )
+            )
+        busy[kind] = tuple(slots)
     snap = Snapshot(
         cores=config.core_count,
         window_s=float(resp.window_s),
@@ -376,6 +393,8 @@ def reading_from_stats(
         packets_out=now["out"] - totals.get("out", 0),
         owners=tuple(owners),
         fresh=fresh,
+        busy=busy,
+        tsc_hz=float(getattr(resp, "tsc_hz", 0.0)),
     )
     return reading, now
 

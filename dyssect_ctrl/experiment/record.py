@@ -1,10 +1,10 @@
 """`dyssect-ctrl record`: sample a running controller's status into JSON lines, for a while.
 
 One line per sample: the time, the offered load the controller measured (in cores), the plan's
-core counts and the cumulative counters. The experiment playbook runs it on the server under
-test while the load changes, and `dyssect-ctrl report` turns the lines into figures and plots.
-A sample the controller could not answer is written as an error line (never skipped silently),
-so gaps in the record show.
+core counts, the cumulative counters and the service times (modelled, measured). The experiment
+playbook runs it on the server under test while the load changes, and `dyssect-ctrl report`
+turns the lines into figures and plots. A sample the controller could not answer is written as
+an error line (never skipped silently), so gaps in the record show.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def sample_of(doc: dict[str, Any], now: float) -> dict[str, Any]:
         "counts": doc.get("counts") or {},
         "drops_total": doc.get("drops_total") or {},
         "last_solve": doc.get("last_solve") or {},
+        # per kind: the service time the model used (us, source) and the measurement beside it
+        "service_time": doc.get("service_time") or {},
     }
 
 

@@ -161,7 +161,7 @@ class Applier:
         st.metrics.observe_loads(
             st.last_loads or [0.0] * st.config.shards,
             plan,
-            st.config.params,
+            st.params,
             st.config.core_count,
         )
         if old is None or (old.working, old.offloading) != (plan.working, plan.offloading):

@@ -118,10 +118,10 @@ class ControlLoop:
         self.status_out.became_ready()
         if not self.link.idle(reading):
             return None
+        st.metrics.observe_service_time(st.service.in_force(st.config.params))
+        self.solving.follow_service_time()
         if st.current is not None:
-            st.metrics.observe_loads(
-                st.last_loads, st.current, st.config.params, st.config.core_count
-            )
+            st.metrics.observe_loads(st.last_loads, st.current, st.params, st.config.core_count)
         return reading
 
     # -- reload ----------------------------------------------------------------------------

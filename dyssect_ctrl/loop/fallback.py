@@ -54,7 +54,7 @@ class Fallback:
     ) -> None:
         """No solve result this epoch: act only if the current plan breaks the cap."""
         assert self.st.current is not None
-        if fits(self.st.current, loads, self.st.config.params):
+        if fits(self.st.current, loads, self.st.params):
             return
         self.fall_back(
             "current plan over the capacity cap while a solve is pending",
@@ -71,7 +71,7 @@ class Fallback:
         st = self.st
         assert st.current is not None
         self.count(reason, text)
-        if fits(st.current, loads, st.config.params):
+        if fits(st.current, loads, st.params):
             return
         g = self.pending
         if g is not None:
@@ -81,7 +81,7 @@ class Fallback:
             if same_plan(g.base, st.current):
                 self._result(g, reason)
                 return
-        base, greedy, params = st.current, self.greedy, st.config.params
+        base, greedy, params = st.current, self.greedy, st.params
 
         def solve() -> PlanResult:
             result = greedy.short(loads, base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from dyssect_ctrl.dataplane.base import (
 )
 from dyssect_ctrl.loop.state import LoopState
 from dyssect_ctrl.loop.status import Status
+from dyssect_ctrl.model import Params
 
 log = logging.getLogger("dyssect_ctrl.loop")
 
@@ -111,6 +113,12 @@ class Link:
             self._rejected(e)
             self.status.became_ready()
             return None
+        if not reading.fresh:  # a new session's first window spans an unknown time
+            st.service.observe(reading.busy, reading.tsc_hz)
+        reading = dataclasses.replace(
+            reading,
+            snapshot=dataclasses.replace(reading.snapshot, params=self._params_of(reading)),
+        )
         st.last_reading = reading
         self._reject_streak = 0
         snap = reading.snapshot
@@ -119,6 +127,20 @@ class Link:
         for reason, n in snap.drops.items():
             st.drops_total[reason] = st.drops_total.get(reason, 0) + n
         return reading
+
+    def _params_of(self, reading: Reading) -> Params:
+        """The snapshot is planned on (and logged) with the service times in force, except
+        that a data plane that does not measure them (replay) keeps those its snapshot names."""
+        params = self.st.params
+        own = reading.snapshot.params
+        if reading.tsc_hz > 0:
+            return params
+        return params.with_values(
+            {
+                "t_working_us": own.t_working_us or params.t_working_us,
+                "t_offloading_us": own.t_offloading_us or params.t_offloading_us,
+            }
+        )
 
     def idle(self, reading: Reading) -> bool:
         """Let the data plane run until the next read; False when the link is lost."""

@@ -7,11 +7,13 @@ next long epoch, measuring meanwhile (the guard keeps the cap on the epochs in b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from dyssect_ctrl import service_time
 from dyssect_ctrl.config import Config
 from dyssect_ctrl.dataplane.base import Reading, plan_problem, same_plan
 from dyssect_ctrl.loop.applying import Applier
@@ -47,8 +49,10 @@ class Solving:
         self.st = st
         self.planner_factory = planner_factory
         self.applier = applier
-        self.planner = planner_factory(st.config, st.config.solver.backend)
-        self.fallback = Fallback(st, applier, planner_factory(st.config, "greedy"))
+        # The planners see the service times in force (loop/state.py) as of their building.
+        self.built = dataclasses.replace(st.config, params=st.params)
+        self.planner = planner_factory(self.built, st.config.solver.backend)
+        self.fallback = Fallback(st, applier, planner_factory(self.built, "greedy"))
         self.solver = SolverThread()
         self.pending: Pending | None = None
         # A short solve found no plan on the cores it had: the long model runs at the next tick.
@@ -73,10 +77,23 @@ class Solving:
 
     def replan(self, config: Config) -> None:
         """New planners for a reloaded model or solver; solves under way are dropped."""
-        self.planner = self.planner_factory(config, config.solver.backend)
-        self.fallback.greedy = self.planner_factory(config, "greedy")
+        self.built = dataclasses.replace(config, params=self.st.params)
+        self.planner = self.planner_factory(self.built, config.solver.backend)
+        self.fallback.greedy = self.planner_factory(self.built, "greedy")
         self.drop_pending()
         self.warm_up()
+
+    def follow_service_time(self) -> None:
+        """New planners when a service time in force moved by more than REPLAN_CHANGE since
+        they were built (a measurement that settles, an override set or removed)."""
+        params = self.st.params
+        if service_time.moved(self.built.params, params):
+            log.info(
+                "service time in force now %.3f us working, %.3f us offloading: new planners",
+                params.working_us,
+                params.offloading_us,
+            )
+            self.replan(self.st.config)
 
     def drop_pending(self) -> None:
         self.pending = None

@@ -9,7 +9,8 @@ from typing import Any
 from dyssect_ctrl.config import Config
 from dyssect_ctrl.dataplane.base import Dataplane, Reading
 from dyssect_ctrl.metrics import Metrics
-from dyssect_ctrl.model import Plan
+from dyssect_ctrl.model import Params, Plan
+from dyssect_ctrl.service_time import ServiceTimes
 from dyssect_ctrl.systemd import Notifier
 
 
@@ -46,6 +47,13 @@ class LoopState:
     # Data-plane drops by reason since this controller started (the status document's).
     drops_total: dict[str, int] = field(default_factory=dict)
     epoch_end: float = 0.0  # clock() at the end of the epoch being served
+    # The data plane's measured service times, smoothed over epochs.
+    service: ServiceTimes = field(default_factory=ServiceTimes)
+
+    @property
+    def params(self) -> Params:
+        """The config's model with the service times in force (override, measured or default)."""
+        return self.service.params(self.config.params)
 
     @property
     def short_s(self) -> float:

@@ -78,7 +78,7 @@ class Status:
     def _cores(self) -> list[dict[str, Any]]:
         st = self.st
         p = st.current
-        params = st.config.params
+        params = st.params
         cores: list[dict[str, Any]] = []
         if p is None or not st.last_loads:
             return cores
@@ -90,7 +90,7 @@ class Status:
                 "working",
                 work,
                 params.k_priority,
-                params.t_working_us,
+                params.working_us,
                 params.slo_priority_us,
                 params.rho_max_working,
                 lambda i: core_list[i],
@@ -99,7 +99,7 @@ class Status:
                 "offloading",
                 offl,
                 params.k_regular,
-                params.t_offloading_us,
+                params.offloading_us,
                 params.slo_regular_us,
                 params.rho_max_offloading,
                 lambda j: core_list[m - 1 - j],
@@ -156,4 +156,7 @@ class Status:
             "drops_total": dict(st.drops_total),
             "solver_backend": st.config.solver.backend,
             "policy": st.config.policy,
+            "service_time": {
+                k: v.to_json() for k, v in st.service.in_force(st.config.params).items()
+            },
         }

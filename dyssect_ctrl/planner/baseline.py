@@ -210,13 +210,13 @@ def miqcp_long(loads: Sequence[float], params: Params, cores: int, env: Any) -> 
         md.addQConstr(t2[i] == gp.quicksum(a[s, i] * loads[s] * r[s] for s in range(n)))
         md.addQConstr(lw[i] == w[i] * t1[i])
         _kingman(
-            gp, md, lw[i], params.k_priority, params.t_working_us, params.slo_priority_us, f"w{i}"
+            gp, md, lw[i], params.k_priority, params.working_us, params.slo_priority_us, f"w{i}"
         )
     for j in range(m_):
         md.addQConstr(u[j] == gp.quicksum(o[j, i] * t2[i] for i in range(m_)))
         md.addQConstr(le[j] == params.sigma * e[j] * u[j])
         _kingman(
-            gp, md, le[j], params.k_regular, params.t_offloading_us, params.slo_regular_us, f"e{j}"
+            gp, md, le[j], params.k_regular, params.offloading_us, params.slo_regular_us, f"e{j}"
         )
     md.Params.NonConvex = 2
     md.Params.Threads = 1
@@ -285,12 +285,12 @@ def miqcp_short(
         md.addQConstr(lw[i] == gp.quicksum(a[s, i] * loads[s] * (1 - r[s]) for s in range(n)))
         md.addQConstr(lwe[i] == gp.quicksum(a[s, i] * loads[s] * r[s] for s in range(n)))
         _kingman(
-            gp, md, lw[i], params.k_priority, params.t_working_us, params.slo_priority_us, f"w{i}"
+            gp, md, lw[i], params.k_priority, params.working_us, params.slo_priority_us, f"w{i}"
         )
     for j in range(m_):
         md.addQConstr(le[j] == params.sigma * gp.quicksum(o[j, i] * lwe[i] for i in range(m_)))
         _kingman(
-            gp, md, le[j], params.k_regular, params.t_offloading_us, params.slo_regular_us, f"e{j}"
+            gp, md, le[j], params.k_regular, params.offloading_us, params.slo_regular_us, f"e{j}"
         )
     md.Params.NonConvex = 2
     md.Params.Threads = 1
