@@ -525,6 +525,8 @@ def test_loop_plans_on_the_measured_service_time_unless_overridden(rig) -> None:
     assert loop.last_reading.snapshot.params.t_working_us == pytest.approx(4.0)
     assert sum(loop.st.last_loads) == pytest.approx(8 * 1.2)
     assert loop.current is not None and loop.current.working >= 2  # 9.6 cores of load
+    # the planners were rebuilt once, on the first measurement (the default before: 1 us)
+    assert loop.solving.built.params.t_working_us == pytest.approx(4.0)
     text = generate_latest(loop.st.metrics.registry).decode()
     assert 'dyssect_service_time_seconds{kind="working",source="measured"} 4e-06' in text
     loop.close()
@@ -540,6 +542,28 @@ def test_loop_plans_on_the_measured_service_time_unless_overridden(rig) -> None:
     assert (doc["working"]["source"], doc["working"]["us"]) == ("override", 1.0)
     assert doc["working"]["measured_us"] == pytest.approx(4.0)
     assert sum(loop.st.last_loads) == pytest.approx(8 * 0.3)
+    loop.close()
+
+
+def test_a_noisy_measurement_rebuilds_the_planners_at_most_once_per_long_epoch(rig) -> None:
+    from dyssect_ctrl.loop.solving import make_planner
+
+    built: list[float] = []
+
+    def factory(config, solver):
+        if solver != "greedy":
+            built.append(config.params.working_us)
+        return make_planner(config, solver)
+
+    rig.daemon.packets = 30_000
+    loop = ControlLoop(
+        rig.config, rig.dp, Metrics(CollectorRegistry()), None, planner_factory=factory
+    )
+    for n in range(20):  # 4 long epochs (long_ms 500, short_ms 100)
+        rig.daemon.busy_us["working"] = 2.0 if n % 2 else 6.0  # the estimate swings every epoch
+        loop.tick()
+    assert built[0] == 1.0  # built before any measurement: the default
+    assert 2 <= len(built) <= 1 + 20 // loop.st.ratio
     loop.close()
 
 

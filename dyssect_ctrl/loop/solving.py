@@ -59,6 +59,7 @@ class Solving:
         self.force_long = False
         self._infeasible_logged = False
         self._warm: Policy | None = None  # the planner whose backend is warmed up
+        self._followed_at = -(1 << 30)  # loop epoch of the last rebuild for a service time
 
     def warm_up(self) -> None:
         """Pay the solver backend's first-use costs before an epoch starts (once per planner).
@@ -85,9 +86,17 @@ class Solving:
 
     def follow_service_time(self) -> None:
         """New planners when a service time in force moved by more than REPLAN_CHANGE since
-        they were built (a measurement that settles, an override set or removed)."""
-        params = self.st.params
+        they were built (a measurement that settles, an override set or removed): at most once
+        per long epoch and never while a solve is under way, so a noisy measurement cannot keep
+        dropping solves. The epoch's loads use the value in force at once either way."""
+        st = self.st
+        if self.pending is not None or self.solver.busy:
+            return
+        if st.loop_epoch - self._followed_at < st.ratio:
+            return
+        params = st.params
         if service_time.moved(self.built.params, params):
+            self._followed_at = st.loop_epoch
             log.info(
                 "service time in force now %.3f us working, %.3f us offloading: new planners",
                 params.working_us,
