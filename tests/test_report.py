@@ -140,3 +140,16 @@ def test_report_with_a_generator_run_reconciles_and_plots(tmp_path: Path, capsys
     figures = json.loads((out / "traffic.json").read_text())
     assert figures["delivered_pps"]["mean"] == 395 / 4.0 and figures["loss_ratio"] == 5 / 400
     assert figures["latency_us"] == {"p50": 40.0, "p99": 90.0, "p999": 95.0, "max": 99.0}
+
+
+def test_summary_keeps_the_planned_and_the_measured_service_time() -> None:
+    samples = [
+        {**sample(float(t), 1.0, 1), "service_time": {
+            "working": {"us": 20.0, "measured_us": 20.0 + t, "source": "measured"},
+            "offloading": {"us": 1.0, "measured_us": None, "source": "default"}}}
+        for t in range(3)
+    ]  # fmt: skip
+    s = summarize(samples, [])["service_time_us"]
+    assert s["working"] == {"planned_mean": 20.0, "measured_mean": 21.0, "sources": ["measured"]}
+    assert s["offloading"] == {"planned_mean": 1.0, "measured_mean": None, "sources": ["default"]}
+    assert summarize([sample(0.0, 1.0, 1)], [])["service_time_us"] == {}

@@ -30,7 +30,8 @@ def gen_sample(t: float, phase: str, offered: float, p99: float | None) -> dict:
 
 def dut_sample(t: float, w: int, e: int, drops: int) -> dict:
     return {"t": T0 + t, "working": w, "offloading": e, "total_load": w * 0.8,
-            "drops_total": {"ring_full": drops, "non_ip": 1}}  # fmt: skip
+            "drops_total": {"ring_full": drops, "non_ip": 1},
+            "service_time": {"working": {"us": 10.0 * w, "source": "measured"}}}  # fmt: skip
 
 
 GEN = [gen_sample(1.0, "base", 1000, 80.0), gen_sample(2.0, "step", 5000, 900.0),
@@ -53,6 +54,8 @@ def test_series_lines_the_dut_up_with_each_generator_second() -> None:
     # drops over each second, all reasons; the first second starts before the first record
     assert [r["drops"] for r in rows] == [None, 4, 3]
     assert [r["p99_us"] for r in rows] == [80.0, 900.0, 120.0]
+    assert [r["service_working_us"] for r in rows] == [10.0, 10.0, 20.0]
+    assert {r["service_source"] for r in rows} == {"measured"}
     # per class only where the generator measured classes
     assert [r["p99_working_us"] for r in rows] == [None, None, 100.0]
     assert [r["p99_offloaded_us"] for r in rows] == [None, None, 300.0]

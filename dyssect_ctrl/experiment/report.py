@@ -115,7 +115,25 @@ def summarize(samples: list[dict[str, Any]], decisions: list[dict[str, Any]]) ->
         "fallbacks": dict(Counter(Q_FALLBACKS.search(decisions) or [])),
         "solve": solve,
         "drops": drops,
+        "service_time_us": _service_times(ok),
     }
+
+
+def _service_times(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind: the service time the model planned with and the data plane's measurement,
+    mean over the samples that had one (us), and where the planned one came from."""
+    out: dict[str, Any] = {}
+    for kind in ("working", "offloading"):
+        seen = [(s.get("service_time") or {}).get(kind) or {} for s in samples]
+        used = [float(x["us"]) for x in seen if x.get("us") is not None]
+        measured = [float(x["measured_us"]) for x in seen if x.get("measured_us") is not None]
+        if used or measured:
+            out[kind] = {
+                "planned_mean": round(statistics.fmean(used), 3) if used else None,
+                "measured_mean": round(statistics.fmean(measured), 3) if measured else None,
+                "sources": sorted({str(x.get("source")) for x in seen if x.get("source")}),
+            }
+    return out
 
 
 def plot(

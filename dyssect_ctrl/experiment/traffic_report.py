@@ -33,6 +33,8 @@ SERIES_FIELDS = (
     "working",
     "offloading",
     "load_cores",
+    "service_working_us",
+    "service_source",
     "plans",
     "migrations",
     "drops",
@@ -112,6 +114,10 @@ def series(
                 "working": None if now is None else now.get("working"),
                 "offloading": None if now is None else now.get("offloading"),
                 "load_cores": None if now is None else now.get("total_load"),
+                # the per-packet service time the controller planned with, and where it came
+                # from (measured by the data plane, or the config's override)
+                "service_working_us": _service(now, "us"),
+                "service_source": _service(now, "source"),
                 "plans": hi - lo,
                 "migrations": sum(m for _, m in made[lo:hi]),
                 "drops": drops,
@@ -119,6 +125,12 @@ def series(
         )
         prev_wall = wall
     return rows
+
+
+def _service(sample: dict[str, Any] | None, key: str) -> Any:
+    if sample is None:
+        return None
+    return ((sample.get("service_time") or {}).get("working") or {}).get(key)
 
 
 def _class_p99(sample: dict[str, Any], name: str) -> float | None:
