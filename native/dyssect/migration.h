@@ -189,10 +189,13 @@ inline Path ClassifyFlow(Shard& s, const FlowKey& key, uint32_t flow_hash, uint3
   // A caller on a coarse clock (the plugin's is ~1 ms) mostly finds last_seen
   // current and leaves the entry's line unwritten by it.
   if (f->last_seen != now) f->last_seen = now;
-  f->win_bytes += bytes;
+  // The counters are apart from the entry (flow_table.h): a local packet
+  // writes only them.
+  FlowCounters& fc = s.table.Counters(f);
+  fc.win_bytes += bytes;
   if (f->offloaded) {
     if (!f->want_offload && f->inflight.load(std::memory_order_acquire) == 0) f->offloaded = 0;
-  } else if (f->want_offload && f->local_batch != batch_id) {
+  } else if (f->want_offload && fc.local_batch != batch_id) {
     f->offloaded = 1;
   }
   *flow_out = f;
@@ -203,7 +206,7 @@ inline Path ClassifyFlow(Shard& s, const FlowKey& key, uint32_t flow_hash, uint3
     Shard::Bump(s.offloaded_packets, 1);
     return Path::kOffload;
   }
-  f->local_batch = batch_id;
+  fc.local_batch = batch_id;
   return Path::kLocal;
 }
 

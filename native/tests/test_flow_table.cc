@@ -126,12 +126,13 @@ TEST(flow_table_rank_heaviest_up_to_ratio) {
   FlowTable t(16);
   bool ins;
   // Flow i sends (i+1)*100 bytes; total 100*(1+...+10) = 5500.
-  for (uint32_t i = 0; i < 10; i++) t.FindOrInsert(Key(i), H(Key(i)), 0, &ins)->win_bytes = (i + 1) * 100;
+  for (uint32_t i = 0; i < 10; i++)
+    t.Counters(t.FindOrInsert(Key(i), H(Key(i)), 0, &ins)).win_bytes = (i + 1) * 100;
   // ratio 0.35 -> 1925 bytes: flows 9 (1000) and 8 (900) = 1900 <= 1925; + 800 exceeds.
   CHECK_EQ(t.Rank(0.35, true), 2u);
   for (uint32_t i = 0; i < 10; i++) CHECK_EQ(t.Lookup(Key(i), H(Key(i)))->want_offload, i >= 8 ? 1u : 0u);
   CHECK_EQ(t.Lookup(Key(9), H(Key(9)))->last_win_bytes, 1000u);
-  CHECK_EQ(t.Lookup(Key(9), H(Key(9)))->win_bytes, 0u);
+  CHECK_EQ(t.Counters(t.Lookup(Key(9), H(Key(9)))).win_bytes, 0u);
   // r changed without a new window: re-mark on the same bytes.
   CHECK_EQ(t.Rank(0.0, false), 0u);
   CHECK_EQ(t.Lookup(Key(9), H(Key(9)))->want_offload, 0u);
@@ -139,8 +140,8 @@ TEST(flow_table_rank_heaviest_up_to_ratio) {
   // New window with no traffic: nothing offloaded (idle flows are not ranked).
   CHECK_EQ(t.Rank(1.0, true), 0u);
   // One flow larger than r_s alone: not offloaded.
-  t.Lookup(Key(0), H(Key(0)))->win_bytes = 900;
-  t.Lookup(Key(1), H(Key(1)))->win_bytes = 100;
+  t.Counters(t.Lookup(Key(0), H(Key(0)))).win_bytes = 900;
+  t.Counters(t.Lookup(Key(1), H(Key(1)))).win_bytes = 100;
   CHECK_EQ(t.Rank(0.5, true), 0u);
   CHECK_EQ(t.Rank(0.95, false), 1u);
   CHECK_EQ(t.Lookup(Key(0), H(Key(0)))->want_offload, 1u);
