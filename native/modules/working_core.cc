@@ -313,82 +313,73 @@ __attribute__((always_inline)) inline uint32_t DyssectWorkingCore::ClassifyOwned
 // this core (and not released, which only this core can do, at its next
 // RunTask), the per-packet routing of Classify has nothing to decide. What a
 // batch's packets share is then done once per shard, not per packet: the
-// ownership check and the ranking on the shard's first packet, the shard's
-// packet and byte counters at the end. Returns false, having changed
-// nothing, when a packet needs the general path (its shard is being taken
-// over by this core, or it reached a core that does not own it).
+// ownership check and the ranking, the shard's packet and byte counters at
+// the end. Returns false, having changed nothing, when a packet needs the
+// general path (its shard is being taken over by this core, or it reached a
+// core that does not own it) or when there are more than 64 shards (the
+// burst's shards are a 64-bit set).
 bool DyssectWorkingCore::ClassifyOwned(Context *ctx, bess::Packet **pkts, uint32_t cnt,
                                        bess::PacketBatch *batch) {
   constexpr uint32_t kBurst = bess::PacketBatch::kMaxBurst;
-  static_assert(kBurst <= 255, "shard slots are 8 bits");
+  constexpr uint8_t kNoShard = 0xFF;  // a packet without a flow
   dyssect::ShardSet &set = plane_->shards;
   const uint32_t mask = plane_->num_shards() - 1;
-  // The burst's shards in order of first packet, and each packet's entry
-  // (kNoShard: no flow). Shard ids below 64 find their entry through a bit
-  // mask and a small map; larger ones (S > 64) by a scan of the entries.
-  constexpr uint8_t kNoShard = 0xFF;
-  Shard *shards[kBurst];
-  uint64_t shard_bytes[kBurst];
-  uint32_t shard_pkts[kBurst];
-  uint8_t entry_of[kBurst];
+  if (mask >= 64) {
+    return false;
+  }
+  // Each packet's shard and index key, and the set of the burst's shards.
+  uint8_t shard_of[kBurst];
   uint32_t mixed[kBurst];
-  uint8_t low_entry[64];
-  uint64_t low_seen = 0;
-  uint32_t n_shards = 0;
+  uint64_t in_burst = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     const PacketCtx *c = Ctx(pkts[i]);
     if (c->status != static_cast<uint8_t>(ParseStatus::kOk)) {
-      entry_of[i] = kNoShard;
+      shard_of[i] = kNoShard;
       continue;
     }
-    const uint32_t s = c->hash & mask;
-    uint32_t e = n_shards;
-    if (s < 64) {
-      if (low_seen & (1ull << s)) {
-        e = low_entry[s];
-      }
-    } else {
-      for (uint32_t k = 0; k < n_shards; k++) {
-        if (shards[k]->id() == s) {
-          e = k;
-          break;
-        }
-      }
-    }
-    if (e == n_shards) {  // the shard's first packet in this burst
-      Shard &sh = set[s];
-      if (DYSSECT_UNLIKELY(!dyssect::Processes(sh.ownership(), slot_))) {
-        return false;
-      }
-      shards[e] = &sh;
-      shard_pkts[e] = 0;
-      shard_bytes[e] = 0;
-      if (s < 64) {
-        low_seen |= 1ull << s;
-        low_entry[s] = static_cast<uint8_t>(e);
-      }
-      n_shards++;
-    }
-    entry_of[i] = static_cast<uint8_t>(e);
+    const uint32_t sid = c->hash & mask;
+    shard_of[i] = static_cast<uint8_t>(sid);
     mixed[i] = dyssect::FlowTable::Mix(c->hash);
-    shards[e]->table.PrefetchFlow(mixed[i]);
+    in_burst |= 1ull << sid;
   }
-  for (uint32_t e = 0; e < n_shards; e++) {
-    PrepareOwnedShard(*shards[e]);
+  // Once per shard: ownership (before any read of its index), then ranking.
+  Shard *shards[64];
+  for (uint64_t b = in_burst; b != 0; b &= b - 1) {
+    const uint32_t sid = static_cast<uint32_t>(__builtin_ctzll(b));
+    shards[sid] = &set[sid];
+    if (DYSSECT_UNLIKELY(!dyssect::Processes(shards[sid]->ownership(), slot_))) {
+      return false;
+    }
+  }
+  // The index slots the dispatcher prefetched have had the pass above to
+  // arrive; their reads (independent of each other) overlap.
+  for (uint32_t i = 0; i < cnt; i++) {
+    if (shard_of[i] != kNoShard) {
+      shards[shard_of[i]]->table.PrefetchFlow(mixed[i]);
+    }
+  }
+  uint64_t shard_bytes[64];
+  uint32_t shard_pkts[64];
+  for (uint64_t b = in_burst; b != 0; b &= b - 1) {
+    const uint32_t sid = static_cast<uint32_t>(__builtin_ctzll(b));
+    PrepareOwnedShard(*shards[sid]);
+    shard_pkts[sid] = 0;
+    shard_bytes[sid] = 0;
   }
   for (uint32_t i = 0; i < cnt; i++) {
-    const uint8_t e = entry_of[i];
-    if (e == kNoShard) {
+    const uint32_t sid = shard_of[i];
+    if (sid == kNoShard) {
       PassNonFlow(ctx, pkts[i], batch, false);
       continue;
     }
-    const uint32_t bytes = ClassifyOwnedPacket(ctx, pkts[i], *shards[e], mixed[i], batch, false);
-    shard_pkts[e] += bytes != 0 ? 1 : 0;
-    shard_bytes[e] += bytes;
+    const uint32_t bytes = ClassifyOwnedPacket(ctx, pkts[i], *shards[sid], mixed[i], batch, false);
+    shard_pkts[sid] += bytes != 0 ? 1 : 0;
+    shard_bytes[sid] += bytes;
   }
-  for (uint32_t e = 0; e < n_shards; e++) {
-    if (shard_pkts[e] != 0) {
-      dyssect::CountShard(*shards[e], shard_pkts[e], shard_bytes[e]);
+  for (uint64_t b = in_burst; b != 0; b &= b - 1) {
+    const uint32_t sid = static_cast<uint32_t>(__builtin_ctzll(b));
+    if (shard_pkts[sid] != 0) {
+      dyssect::CountShard(*shards[sid], shard_pkts[sid], shard_bytes[sid]);
     }
   }
   Flush(ctx);
