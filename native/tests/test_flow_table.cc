@@ -147,6 +147,33 @@ TEST(flow_table_rank_heaviest_up_to_ratio) {
   CHECK_EQ(t.Lookup(Key(0), H(Key(0)))->want_offload, 1u);
 }
 
+// The per-packet counters live apart from the entries: an entry reused by a
+// new flow starts with zero counters, and ranking reads the counters of the
+// right entry.
+TEST(flow_table_counters_follow_their_entry) {
+  FlowTable t(4);
+  bool ins;
+  FlowEntry* a = t.FindOrInsert(Key(1), H(Key(1)), 0, &ins);
+  FlowEntry* b = t.FindOrInsert(Key(2), H(Key(2)), 0, &ins);
+  t.Counters(a).win_bytes = 700;
+  t.Counters(a).local_batch = 9;
+  t.Counters(b).win_bytes = 300;
+  CHECK(&t.Counters(a) != &t.Counters(b));
+  CHECK(t.Remove(a));
+  FlowEntry* c = t.FindOrInsert(Key(3), H(Key(3)), 0, &ins);
+  CHECK(ins);
+  CHECK(c == a);  // the freed entry is reused
+  CHECK_EQ(t.Counters(c).win_bytes, 0u);
+  CHECK_EQ(t.Counters(c).local_batch, 0u);
+  t.Counters(c).win_bytes = 100;
+  CHECK_EQ(t.Rank(0.8, true), 1u);  // b (300 of 400) fits 0.8; with c (400) it would not
+  CHECK_EQ(b->want_offload, 1u);
+  CHECK_EQ(c->want_offload, 0u);
+  CHECK_EQ(b->last_win_bytes, 300u);
+  CHECK_EQ(c->last_win_bytes, 100u);
+  CHECK_EQ(t.Counters(b).win_bytes, 0u);
+}
+
 namespace {
 int g_live = 0;
 struct Tracked {
