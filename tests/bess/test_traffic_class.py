@@ -9,9 +9,6 @@ offload ratio on every shard makes the working core offload its heaviest flows.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,8 @@ from dyssect_ctrl.traffic.profile import CLASS_MARK_MIN_OFFSET, Profile, parse_p
 from dyssect_ctrl.traffic.run import run_profile
 from dyssect_ctrl.traffic.sampler import Sample, latency_of
 from tests.bess import harness
-from tests.bess.test_traffic_link import DUT_IF, GEN_IF, RING
+from tests.bess.test_traffic_link import add_generator, link_dut, load_dut
 from tests.bess.test_traffic_link import link_bessd as link_bessd  # the fixture
-from tests.test_dyssect_pipeline import LOADER
-from tests.test_dyssect_pipeline import config as pipeline_config
 
 pytestmark = [
     pytest.mark.bess,
@@ -87,6 +82,19 @@ def run(b: Any, profile: Profile, mark: int | None) -> tuple[Any, Any]:
     return record, b.get_module_info("o0")
 
 
+def class_profile(rate_pps: int) -> Profile:
+    """3 s of 128-byte frames over 256 Zipf-ranked flows, the class mark read after the stamp."""
+    return parse_profile(
+        {
+            "flows": 256,
+            "zipf_alpha": 1.0,
+            "sizes": [{"bytes": 128}],
+            "class_mark_offset": CLASS_MARK_MIN_OFFSET,
+            "phases": [{"rate_pps": rate_pps, "seconds": 3}],
+        }
+    )
+
+
 def rerank_every_sample(b: Any) -> Any:
     def rerank(_: Sample) -> None:
         harness.get_stats(b)  # closes the window: the working core re-ranks and offloads
@@ -106,15 +114,7 @@ def rest(b: Any, module: str) -> int:
 
 
 def test_offloaded_packets_are_measured_as_their_own_class(bess: Any) -> None:
-    profile = parse_profile(
-        {
-            "flows": 256,
-            "zipf_alpha": 1.0,
-            "sizes": [{"bytes": 128}],
-            "class_mark_offset": CLASS_MARK_MIN_OFFSET,
-            "phases": [{"rate_pps": 20000, "seconds": 3}],
-        }
-    )
+    profile = class_profile(20000)
     record, o0 = run(bess, profile, CLASS_MARK_MIN_OFFSET)
     rec = record.reconciliation
     totals = {
@@ -157,57 +157,14 @@ def test_per_class_latency_over_af_packet_through_the_role_loader(
     """test_traffic_link.py's wiring (a veth pair in a namespace, the role loader's pipeline on
     dut's end, two cores) with the loader's class mark and a plan that offloads."""
     b, daemon = link_bessd
-    cfg = pipeline_config(
-        pybess_path=str(bess_tree),
-        grpc_url=daemon.url,
-        timeout_s=30,
-        cores=[1, 2],
-        worker_cpus={"2": 1},
-        ports=[{"name": "dut0", "vdev": f"net_af_packet0,iface={DUT_IF},{RING},qpairs=2"}],
-        rx_port="dut0",
-        tx_port="dut0",
-        chain=[
-            {"kind": "nat", "ext_addrs": ["192.0.2.1"]},
-            {"kind": "cpu", "cost_per_byte": 0.0},
-            {"kind": "macswap"},
-        ],
+    load_dut(
+        tmp_path,
+        **link_dut(bess_tree, daemon),
         class_mark_offset=CLASS_MARK_MIN_OFFSET,
+        shards=SHARDS,
     )
-    assert cfg["shards"] == SHARDS
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(cfg))
-    done = subprocess.run(
-        [sys.executable, str(LOADER), str(path)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-
-    profile = parse_profile(
-        {
-            "flows": 256,
-            "zipf_alpha": 1.0,
-            "sizes": [{"bytes": 128}],
-            "class_mark_offset": CLASS_MARK_MIN_OFFSET,
-            "phases": [{"rate_pps": 5000, "seconds": 3}],
-        }
-    )
-    b.pause_all()
-    b.add_worker(5, 0)
-    b.create_port("PMDPort", "gen0", {"vdev": f"net_af_packet1,iface={GEN_IF},{RING}"})
-    b.create_module("PortOut", "gen_out", {"port": "gen0"})
-    b.create_module("PortInc", "gen_in", {"port": "gen0"})
-    b.attach_task("gen_in", wid=5)
-    pipeline.build_sender(b, profile, out="gen_out", wid=5)
-    pipeline.build_receiver(b, profile, head="gen_in")
-
-    def drops() -> dict[str, int]:
-        gen, dut = b.get_port_stats("gen0"), b.get_port_stats("dut0")
-        return {
-            "gen_port": int(gen.out.dropped + gen.inc.dropped),
-            "dut_port": int(dut.out.dropped + dut.inc.dropped),
-            **{f"dut_{k}": int(v) for k, v in harness.get_stats(b).drops.items()},
-            "link": int(gen.out.packets - dut.inc.packets),
-        }
-
+    profile = class_profile(5000)
+    drops = add_generator(b, profile)
     b.resume_all()
     offload_half(b)
     record = run_profile(
@@ -268,7 +225,8 @@ def test_a_mark_beyond_any_frame_is_refused(bess: Any) -> None:
 def test_the_role_loader_passes_the_mark_to_every_offloading_core(
     bess: Any, daemon: harness.Daemon, bess_tree: Path, tmp_path: Path
 ) -> None:
-    cfg = pipeline_config(
+    load_dut(
+        tmp_path,
         pybess_path=str(bess_tree),
         grpc_url=daemon.url,
         timeout_s=30,
@@ -277,12 +235,6 @@ def test_the_role_loader_passes_the_mark_to_every_offloading_core(
         test_traffic={"rate_pps": 1000, "flows": 16},
         class_mark_offset=CLASS_MARK_MIN_OFFSET,
     )
-    path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(cfg))
-    done = subprocess.run(
-        [sys.executable, str(LOADER), str(path)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
     descs = {
         m.name: m.desc for m in bess.list_modules().modules if m.mclass == "DyssectOffloadingCore"
     }

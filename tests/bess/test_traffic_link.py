@@ -14,14 +14,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dyssect_ctrl.traffic import pipeline
-from dyssect_ctrl.traffic.profile import parse_profile
+from dyssect_ctrl.traffic.profile import Profile, parse_profile
 from dyssect_ctrl.traffic.run import run_profile
 from tests.bess import harness
 from tests.test_dyssect_pipeline import LOADER
@@ -90,40 +90,39 @@ def link_bessd(bess_tree: Path, plugin: Path) -> Iterator[tuple[Any, harness.Dae
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_generator_measures_the_dut_pipeline_over_af_packet(
-    link_bessd: tuple[Any, harness.Daemon], bess_tree: Path, tmp_path: Path
-) -> None:
-    b, daemon = link_bessd
-    # Two cores, so qpairs=2 (a TX queue per core): net_af_packet then opens two sockets in a
-    # fanout group and the kernel spreads what dut receives over both; the loader polls both RX
-    # queues (before it did, the second socket's ring filled and framecnt packets were lost).
-    cores = [1, 2]
-    cfg = pipeline_config(
-        pybess_path=str(bess_tree),
-        grpc_url=daemon.url,
-        timeout_s=30,
-        cores=cores,
-        worker_cpus={"2": 1},  # a 2-CPU machine: both working cores on CPU 1
-        # the dut's end of the link; one TX queue per core
-        ports=[{"name": "dut0", "vdev": f"net_af_packet0,iface={DUT_IF},{RING},qpairs=2"}],
-        rx_port="dut0",
-        tx_port="dut0",
-        chain=[
+def link_dut(bess_tree: Path, daemon: harness.Daemon) -> dict[str, Any]:
+    """The pipeline on dut's end of the link: two cores on CPU 1 (a 2-CPU machine), qpairs=2
+    (one TX queue per core), the seed's chain at cost 0."""
+    return {
+        "pybess_path": str(bess_tree),
+        "grpc_url": daemon.url,
+        "timeout_s": 30,
+        "cores": [1, 2],
+        "worker_cpus": {"2": 1},
+        "ports": [{"name": "dut0", "vdev": f"net_af_packet0,iface={DUT_IF},{RING},qpairs=2"}],
+        "rx_port": "dut0",
+        "tx_port": "dut0",
+        "chain": [
             {"kind": "nat", "ext_addrs": ["192.0.2.1"]},
             {"kind": "cpu", "cost_per_byte": 0.0},
             {"kind": "macswap"},
         ],
-    )
+    }
+
+
+def load_dut(tmp_path: Path, **cfg: Any) -> None:
+    """Load the dyssect role's pipeline (its loader, as the unit runs it) with `cfg`."""
     path = tmp_path / "pipeline.json"
-    path.write_text(json.dumps(cfg))
+    path.write_text(json.dumps(pipeline_config(**cfg)))
     done = subprocess.run(
         [sys.executable, str(LOADER), str(path)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
 
-    profile = parse_profile(
-        {"flows": 256, "zipf_alpha": 1.0, "phases": [{"rate_pps": 5000, "seconds": 2}]}
-    )
+
+def add_generator(b: Any, profile: Profile) -> Callable[[], dict[str, int]]:
+    """The generator on the link's other end (worker 5, CPU 0); returns the drop reader for
+    the reconciliation: both ports, dut's drops by reason and what the link lost."""
     b.pause_all()
     b.add_worker(5, 0)
     b.create_port("PMDPort", "gen0", {"vdev": f"net_af_packet1,iface={GEN_IF},{RING}"})
@@ -135,15 +134,29 @@ def test_generator_measures_the_dut_pipeline_over_af_packet(
 
     def drops() -> dict[str, int]:
         gen, dut = b.get_port_stats("gen0"), b.get_port_stats("dut0")
-        stats = harness.get_stats(b)
         return {
             "gen_port": int(gen.out.dropped + gen.inc.dropped),
             "dut_port": int(dut.out.dropped + dut.inc.dropped),
-            **{f"dut_{k}": int(v) for k, v in stats.drops.items()},
+            **{f"dut_{k}": int(v) for k, v in harness.get_stats(b).drops.items()},
             # what gen sent and dut's port never saw: lost in the kernel between the sockets
             "link": int(gen.out.packets - dut.inc.packets),
         }
 
+    return drops
+
+
+def test_generator_measures_the_dut_pipeline_over_af_packet(
+    link_bessd: tuple[Any, harness.Daemon], bess_tree: Path, tmp_path: Path
+) -> None:
+    b, daemon = link_bessd
+    # Two cores, so qpairs=2 (a TX queue per core): net_af_packet then opens two sockets in a
+    # fanout group and the kernel spreads what dut receives over both; the loader polls both RX
+    # queues (before it did, the second socket's ring filled and framecnt packets were lost).
+    load_dut(tmp_path, **link_dut(bess_tree, daemon))
+    profile = parse_profile(
+        {"flows": 256, "zipf_alpha": 1.0, "phases": [{"rate_pps": 5000, "seconds": 2}]}
+    )
+    drops = add_generator(b, profile)
     b.resume_all()
     record = run_profile(b, profile, period_s=0.5, drops=drops, drain_s=3.0)
     rec = record.reconciliation
