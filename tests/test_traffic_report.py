@@ -53,6 +53,7 @@ def test_series_lines_the_dut_up_with_each_generator_second() -> None:
     assert [r["migrations"] for r in rows] == [0, 0, 8]
     # drops over each second, all reasons; the first second starts before the first record
     assert [r["drops"] for r in rows] == [None, 4, 3]
+    assert [r.get("drop_ring_full") for r in rows] == [None, 4, 3]
     assert [r["p99_us"] for r in rows] == [80.0, 900.0, 120.0]
     assert [r["service_working_us"] for r in rows] == [10.0, 10.0, 20.0]
     assert {r["service_source"] for r in rows} == {"measured"}
@@ -71,7 +72,9 @@ def test_write_series_is_a_csv_with_every_field(tmp_path: Path) -> None:
     tr.write_series(tr.series(GEN, T0, DUT, DECISIONS), path)
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == list(tr.SERIES_FIELDS)
+    # the fixed fields, then one column per reason that dropped anything (non_ip never did)
+    assert list(rows[0]) == [*tr.SERIES_FIELDS, "drop_ring_full"]
+    assert [r["drop_ring_full"] for r in rows] == ["", "4", "3"]
     assert rows[2]["migrations"] == "8" and rows[0]["working"] == "1"
 
 

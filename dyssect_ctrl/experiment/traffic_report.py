@@ -92,10 +92,10 @@ def series(
         now, before = at(wall), at(prev_wall)
         lo, hi = bisect.bisect_right(made_t, prev_wall), bisect.bisect_right(made_t, wall)
         lat = s.get("latency") or {}
-        drops = None
+        by_reason: dict[str, int] | None = None
         if now is not None and before is not None:
             d0 = _drops(before)
-            drops = sum(v - d0.get(k, 0) for k, v in _drops(now).items())
+            by_reason = {k: v - d0.get(k, 0) for k, v in _drops(now).items()}
         rows.append(
             {
                 "t_s": round(float(s["t_s"]), 3),
@@ -120,7 +120,9 @@ def series(
                 "service_source": _service(now, "source"),
                 "plans": hi - lo,
                 "migrations": sum(m for _, m in made[lo:hi]),
-                "drops": drops,
+                "drops": None if by_reason is None else sum(by_reason.values()),
+                # one drop_<reason> column per reason that dropped anything in the run
+                **{f"drop_{k}": v for k, v in (by_reason or {}).items()},
             }
         )
         prev_wall = wall
@@ -139,11 +141,16 @@ def _class_p99(sample: dict[str, Any], name: str) -> float | None:
 
 
 def write_series(rows: list[dict[str, Any]], path: Path) -> None:
+    """series.csv: the fixed fields, then a column per drop reason that dropped anything."""
+    reasons = sorted(
+        {k for r in rows for k, v in r.items() if k.startswith("drop_") and v},
+    )
+    fields = [*SERIES_FIELDS, *reasons]
     with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.DictWriter(f, fieldnames=SERIES_FIELDS)
+        out = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         out.writeheader()
         for row in rows:
-            out.writerow({k: "" if row.get(k) is None else row[k] for k in SERIES_FIELDS})
+            out.writerow({k: "" if row.get(k) is None else row[k] for k in fields})
 
 
 def reconcile(
