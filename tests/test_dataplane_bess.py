@@ -602,3 +602,20 @@ def test_busy_data_plane_defers_the_plan_and_the_loop_waits_for_migrations(rig) 
         loop.tick()
     assert loop.connected and rig.daemon.plan.working >= 2
     loop.close()
+
+
+def test_a_moving_measurement_does_not_hold_a_scale_down_forever(rig) -> None:
+    rig.daemon.packets = 30_000
+    rig.daemon.busy_us = {"working": 4.0, "offloading": 1.0}  # 8 x 1.2 cores: more than one
+    loop = ControlLoop(rig.config, rig.dp, Metrics(CollectorRegistry()), None)
+    for _ in range(10):
+        loop.tick()
+    assert loop.current is not None and loop.current.working + loop.current.offloading >= 2
+    rig.daemon.packets = 500  # a small fraction of one core, whatever the estimate
+    for n in range(40):  # 8 long epochs (long_ms 500, short_ms 100); hysteresis 3
+        # the estimate moves every epoch, so the planners are rebuilt every long epoch: the
+        # scale-down votes must survive the rebuilds
+        rig.daemon.busy_us["working"] = 2.0 if n % 2 else 6.0
+        loop.tick()
+    assert loop.current.working + loop.current.offloading == 1
+    loop.close()

@@ -174,6 +174,28 @@ def test_hysteresis_scale_down_after_n_epochs_scale_up_at_once():
     _check(up, heavy, params, m)
 
 
+def test_a_planner_built_for_new_service_times_keeps_the_scale_down_votes():
+    s, m = 16, 8
+    params = Params(sigma=1.0, max_offloading_ratio=0.0)
+    big = Plan(4, 0, tuple(i % 4 for i in range(s)), {}, (0.0,) * s)
+    low = [0.02] * s  # fits on one core
+    first = Planner(params, m, s, solver="highs", scale_down_hysteresis=3)
+    r1 = first.long(low, big)
+    assert "held (1/3)" in r1.message
+    # the loop builds a new planner whenever the measured service time moves (each long epoch)
+    second = Planner(params, m, s, solver="highs", scale_down_hysteresis=3)
+    second.carry_over(first)
+    r2 = second.long(low, r1.plan)
+    assert "held (2/3)" in r2.message
+    third = Planner(params, m, s, solver="highs", scale_down_hysteresis=3)
+    third.carry_over(second)
+    r3 = third.long(low, r2.plan)
+    assert r3.plan.working + r3.plan.offloading == 1
+    # without the carry-over each new planner starts counting again
+    fresh = Planner(params, m, s, solver="highs", scale_down_hysteresis=3)
+    assert "held (1/3)" in fresh.long(low, r2.plan).message
+
+
 def test_planner_short_uses_current_w_e():
     s, m = 64, 16
     loads = instance(s, m, 3)

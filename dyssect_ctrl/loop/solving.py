@@ -22,6 +22,7 @@ from dyssect_ctrl.loop.solver_thread import Pending, SolverThread
 from dyssect_ctrl.loop.state import LoopState
 from dyssect_ctrl.loop.status import WEDGED_LONG_EPOCHS
 from dyssect_ctrl.model import PlanResult
+from dyssect_ctrl.planner import Planner
 from dyssect_ctrl.policy import Policy, make_policy
 
 log = logging.getLogger("dyssect_ctrl.loop")
@@ -102,7 +103,10 @@ class Solving:
                 params.working_us,
                 params.offloading_us,
             )
+            earlier = self.planner
             self.replan(self.st.config)
+            if isinstance(self.planner, Planner):
+                self.planner.carry_over(earlier)
 
     def drop_pending(self) -> None:
         self.pending = None

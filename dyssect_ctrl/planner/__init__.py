@@ -240,6 +240,13 @@ class Planner:
         """Consecutive long epochs that asked for fewer cores so far."""
         return self._down_votes
 
+    def carry_over(self, earlier: object) -> None:
+        """Take the scale-down votes of the planner this one replaces for new service times: a
+        measured service time moves every long epoch, and restarting the count with each new
+        planner would hold a scale-down for as long as traffic flows."""
+        if isinstance(earlier, Planner):
+            self._down_votes = earlier._down_votes
+
     def long(self, loads: Sequence[float], current: Plan) -> PlanResult:
         t0 = time.perf_counter()
         loads = _validate(loads, self.cores, current)
