@@ -113,7 +113,7 @@ class Link:
             self._rejected(e)
             self.status.became_ready()
             return None
-        if not reading.fresh:  # a new session's first window spans an unknown time
+        if not reading.fresh:  # a new connection's first window spans an unknown time
             st.service.observe(reading.busy, reading.tsc_hz)
         reading = dataclasses.replace(
             reading,
